@@ -1,0 +1,42 @@
+"""The `hf-qkdelay` console command.
+
+Each subcommand lives in its own module under `hf_qkdelay.commands` and exposes
+`register(subparsers)`, which adds its parser and sets `func` to the function that runs it.
+Modules are imported lazily so that `hf-qkdelay --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module under hf_qkdelay.commands.
+SUBCOMMANDS = {
+    "eval": "evaluate",
+    "compare": "compare",
+    "plot": "plot",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-qkdelay",
+        description="Upper-layer Q/K learning-rate delay: evaluation, comparison and plots.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in SUBCOMMANDS.values():
+        module = importlib.import_module(f"hf_qkdelay.commands.{module_name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `hf-qkdelay` console command (see `hf_qkdelay.cli`)."""

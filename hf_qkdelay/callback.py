@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from .arguments import QK_DELAY_RULE, QKDelayArguments
 from .controller import MultiplierController
 from .optim import MultiplierOptimizerFactory
-from .rules import MultiplierRule
+from .rules import MultiplierRule, resolve_rules
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,8 @@ def attach_qk_delay(trainer, qk_delay: QKDelayArguments | list[MultiplierRule]) 
             "or let the Trainer create it."
         )
     rules = qk_delay.to_rules() if isinstance(qk_delay, QKDelayArguments) else list(qk_delay)
+    # Fail now, before training writes anything, if a rule does not fit this model.
+    resolve_rules(trainer.model, rules)
     callback = QKDelayCallback()
     factory_kwargs = {
         "rules": rules,

@@ -112,3 +112,12 @@ def test_name_pattern_selection():
     ]
     with pytest.raises(ValueError, match="not a valid regular expression"):
         select_by_pattern(model, "(")
+
+
+def test_peft_lora_adapters_on_q_and_k_are_what_is_governed():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj"]))
+    names = [s.name for s in select_projections(model, "top:1", ("q", "k"))]
+    prefix = "base_model.model.model.layers.3.self_attn"
+    assert names == [f"{prefix}.{p}_proj.lora_{ab}.default.weight" for p in ("q", "k") for ab in ("A", "B")]

@@ -6,6 +6,8 @@ import torch
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     Trainer,
@@ -33,6 +35,16 @@ def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
         **overrides,
     )
     return LlamaForCausalLM(config)
+
+
+def tiny_neox(seed: int = 0) -> GPTNeoXForCausalLM:
+    """GPT-NeoX: a fused `query_key_value` laid out per head as [q_h | k_h | v_h]."""
+    torch.manual_seed(seed)
+    config = GPTNeoXConfig(
+        num_hidden_layers=4, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+        max_position_embeddings=BLOCK, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0,
+    )
+    return GPTNeoXForCausalLM(config)
 
 
 def token_blocks(tokenizer, text: str, count: int, block: int = BLOCK) -> list[dict]:

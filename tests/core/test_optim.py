@@ -10,7 +10,7 @@ from hf_qkdelay import MultiplierRule, MultiplierSchedule, QKDelayArguments, bui
 from hf_qkdelay.controller import RULE_KEY, UPDATES_KEY
 from hf_qkdelay.optim import build_param_groups
 
-from .helpers import tiny_gpt2, tiny_llama
+from .helpers import tiny_gpt2, tiny_llama, tiny_neox
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -46,10 +46,15 @@ OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
-@pytest.mark.parametrize("optimizer_name", list(OPTIMIZERS))
+FAMILIES = {"gpt2": tiny_gpt2, "llama": tiny_llama, "neox": tiny_neox}
+
+
+@pytest.mark.parametrize(
+    "family, optimizer_name",
+    [(f, o) for f in ("gpt2", "llama") for o in OPTIMIZERS] + [("neox", "adamw")],
+)
 def test_one_update_is_scaled_exactly_on_qk_of_chosen_layers(family, optimizer_name):
-    initial = tiny_gpt2() if family == "gpt2" else tiny_llama()
+    initial = FAMILIES[family]()
     optimizer_cls, kwargs = OPTIMIZERS[optimizer_name]
     factor = 0.1
     baseline, _ = one_update(initial, QKDelayArguments(qk_delay_layers="none"), optimizer_cls, **kwargs)
@@ -57,7 +62,7 @@ def test_one_update_is_scaled_exactly_on_qk_of_chosen_layers(family, optimizer_n
         initial, QKDelayArguments(qk_delay_factor=factor, qk_delay_steps=5), optimizer_cls, **kwargs
     )
     masks = governed_mask(initial, "upper")
-    assert len(masks) == (4 if family == "gpt2" else 4)  # (weight, bias) x 2 layers or (q, k) x 2 layers
+    assert len(masks) == 4  # fused (weight, bias) or separate (q, k), in layers 2 and 3
 
     for (name, start), (_, base), (_, mine) in zip(
         initial.named_parameters(), baseline.named_parameters(), delayed.named_parameters()

@@ -32,6 +32,18 @@ def read_slice(relative_path: str, num_bytes: int, offset: int = 0) -> str:
     return text[start:end]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    # Every model in the tests is tiny: a second intra-op thread only adds synchronisation,
+    # which on a two-core machine made forward/backward passes several times slower.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR

@@ -22,6 +22,7 @@ already holds a run (checkpoints, weights or results) is refused unless the run 
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from transformers import (
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args, qk_args, diagnostics_args, lm_eval_args = (
         parse_args_with_config(parser, sys.argv[1:] if argv is None else argv)
     )
+
+    # The library reports at INFO what it governs (layers, slices, parameter groups).
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("hf_qkdelay").setLevel(logging.INFO if training_args.process_index == 0 else logging.WARNING)
 
     # Refuse bad input before anything is read at length or written.
     check_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)

@@ -1,6 +1,45 @@
-"""Placeholder: `hf-qkdelay` subcommand module (`plot`), filled in by its owner."""
+"""`hf-qkdelay plot RUN [RUN ...] --out DIR`: pictures of the per-layer diagnostics of runs."""
+
+from __future__ import annotations
+
+import argparse
 
 
-def register(subparsers):
-    parser = subparsers.add_parser("plot", help="(not yet implemented)")
-    parser.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("plot")))
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="Plot qk_diagnostics.jsonl: layer-by-step heatmaps per run, per-layer curves across runs.",
+        description=(
+            "For each run, a layer-by-step heatmap of every diagnostic quantity; for two runs or "
+            "more (e.g. baseline and delay), per-layer curves of the runs side by side. PNG files."
+        ),
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="Run folder holding qk_diagnostics.jsonl, or that file's path.",
+    )
+    parser.add_argument(
+        "--out", required=True, help="Folder for the PNG files (created if missing)."
+    )
+    parser.add_argument(
+        "--quantities",
+        default=None,
+        help="Comma-separated quantities to draw (default: all), e.g. attn_entropy,cka_drift.",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Heavy imports (matplotlib, torch through the package) only when the command runs.
+    from hf_qkdelay.diagnostics.plotting import LAYER_QUANTITIES, plot_runs
+
+    quantities = LAYER_QUANTITIES
+    if args.quantities:
+        quantities = tuple(q.strip() for q in args.quantities.split(",") if q.strip())
+    written = plot_runs(args.runs, args.out, quantities)
+    for path in written:
+        print(path)
+    print(f"{len(written)} figures written to {args.out}")
+    return 0

@@ -29,11 +29,16 @@ SIZES = {"tiny": (4, 128, 4), "small": (12, 768, 12)}  # layers, width, heads
 def build_model(family: str, size: str):
     layers, width, heads = SIZES[size]
     if family == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_layer=layers, n_embd=width, n_head=heads, vocab_size=32000))
+        return GPT2LMHeadModel(
+            GPT2Config(n_layer=layers, n_embd=width, n_head=heads, vocab_size=32000)
+        )
     return LlamaForCausalLM(
         LlamaConfig(
-            num_hidden_layers=layers, hidden_size=width, intermediate_size=4 * width,
-            num_attention_heads=heads, vocab_size=32000,
+            num_hidden_layers=layers,
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_attention_heads=heads,
+            vocab_size=32000,
         )
     )
 
@@ -47,7 +52,9 @@ def median_step_seconds(model, qk_args, repeats: int) -> tuple[float, int]:
         start = time.perf_counter()
         optimizer.step()
         timings.append(time.perf_counter() - start)
-    buffers = sum(t.numel() * t.element_size() for t in optimizer.multiplier_controller._saved_slices.values())
+    buffers = sum(
+        t.numel() * t.element_size() for t in optimizer.multiplier_controller._saved_slices.values()
+    )
     optimizer.multiplier_controller.remove()
     return statistics.median(timings[2:]), buffers
 

@@ -16,7 +16,13 @@ from .controller import MultiplierController
 from .optim import MultiplierOptimizerFactory, build_optimizer, build_param_groups
 from .rules import MultiplierRule, load_rules, resolve_rules
 from .schedules import MultiplierSchedule
-from .selection import ATTENTION_LAYOUTS, FusedProjection, ParamSlice, SeparateProjections, select_projections
+from .selection import (
+    ATTENTION_LAYOUTS,
+    FusedProjection,
+    ParamSlice,
+    SeparateProjections,
+    select_projections,
+)
 
 __version__ = "0.1.0"
 

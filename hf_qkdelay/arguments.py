@@ -29,7 +29,9 @@ class QKDelayArguments:
     )
     qk_delay_factor: float = field(
         default=0.1,
-        metadata={"help": "Start multiplier f in [0, 1] of the delayed learning rate (1 = no delay, 0 = frozen)."},
+        metadata={
+            "help": "Start multiplier f in [0, 1] of the delayed learning rate (1 = no delay, 0 = frozen)."
+        },
     )
     qk_delay_steps: float = field(
         default=0.2,
@@ -47,7 +49,9 @@ class QKDelayArguments:
     )
     qk_delay_targets: str = field(
         default="q,k",
-        metadata={"help": "Projections delayed, comma-separated among q, k, v (`v` is for control runs)."},
+        metadata={
+            "help": "Projections delayed, comma-separated among q, k, v (`v` is for control runs)."
+        },
     )
     qk_delay_rules: str | None = field(
         default=None,
@@ -67,7 +71,11 @@ class QKDelayArguments:
         # Checks the factor and the window with the messages users see.
         self.schedule()
         targets = self.targets
-        if not targets or any(t not in PROJECTIONS for t in targets) or len(set(targets)) != len(targets):
+        if (
+            not targets
+            or any(t not in PROJECTIONS for t in targets)
+            or len(set(targets)) != len(targets)
+        ):
             raise ValueError(
                 f"`qk_delay_targets`={self.qk_delay_targets!r} is not accepted; give distinct "
                 f"projections among {', '.join(PROJECTIONS)}, comma-separated (default `q,k`)."
@@ -86,7 +94,9 @@ class QKDelayArguments:
         return self.qk_delay_layers.lower() != "none" and not self.schedule().is_identity
 
     def schedule(self) -> MultiplierSchedule:
-        return MultiplierSchedule(kind=self.qk_delay_schedule, factor=self.qk_delay_factor, steps=self.qk_delay_steps)
+        return MultiplierSchedule(
+            kind=self.qk_delay_schedule, factor=self.qk_delay_factor, steps=self.qk_delay_steps
+        )
 
     def to_rules(self) -> list[MultiplierRule]:
         """The rules these arguments describe; an empty list when the delay is off."""
@@ -96,7 +106,10 @@ class QKDelayArguments:
             return []
         return [
             MultiplierRule(
-                name=QK_DELAY_RULE, schedule=self.schedule(), layers=self.qk_delay_layers, projections=self.targets
+                name=QK_DELAY_RULE,
+                schedule=self.schedule(),
+                layers=self.qk_delay_layers,
+                projections=self.targets,
             )
         ]
 

@@ -47,7 +47,11 @@ class QKDelayCallback(TrainerCallback):
         for rule in plan["rules"]:
             logger.info(
                 "multiplier rule `%s`: layers %s, %d governed tensors/slices (%d elements), schedule %s",
-                rule["name"], rule["layers"], len(rule["governed"]), rule["governed_elements"], rule["schedule"],
+                rule["name"],
+                rule["layers"],
+                len(rule["governed"]),
+                rule["governed_elements"],
+                rule["schedule"],
             )
             for line in rule["governed"]:
                 logger.info("  %s", line)
@@ -71,7 +75,11 @@ class QKDelayCallback(TrainerCallback):
 
     @staticmethod
     def log_key(rule_name: str) -> str:
-        return "qk_delay/multiplier" if rule_name == QK_DELAY_RULE else f"qk_delay/multiplier/{rule_name}"
+        return (
+            "qk_delay/multiplier"
+            if rule_name == QK_DELAY_RULE
+            else f"qk_delay/multiplier/{rule_name}"
+        )
 
     def plan(self, total_updates: int | None = None) -> dict:
         """What the controller governs: per rule, its layers, slices and resolved schedule."""
@@ -82,7 +90,11 @@ class QKDelayCallback(TrainerCallback):
                 {
                     "name": entry.name,
                     "layers": entry.layers,
-                    "schedule": {"kind": schedule.kind, "factor": schedule.factor, "steps": schedule.steps},
+                    "schedule": {
+                        "kind": schedule.kind,
+                        "factor": schedule.factor,
+                        "steps": schedule.steps,
+                    },
                     "governed": [piece.describe() for piece in entry.slices],
                     "governed_elements": entry.governed_numel,
                 }

@@ -22,7 +22,9 @@ _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 _INDEX = re.compile(r"^\d+$")
 
 
-def parse_layer_spec(spec: str | int | list | tuple, num_layers: int, argument: str = "qk_delay_layers") -> list[int]:
+def parse_layer_spec(
+    spec: str | int | list | tuple, num_layers: int, argument: str = "qk_delay_layers"
+) -> list[int]:
     """The sorted layer indices that `spec` names in a model of `num_layers` layers.
 
     Raises `ValueError` naming `argument` for a spec that is malformed, names a layer the
@@ -35,7 +37,9 @@ def parse_layer_spec(spec: str | int | list | tuple, num_layers: int, argument: 
     if isinstance(spec, list | tuple):
         spec = ",".join(str(part) for part in spec)
     if not isinstance(spec, str):
-        raise ValueError(f"`{argument}`={spec!r} is not a layer specification; accepted: {LAYER_SPEC_HELP}.")
+        raise ValueError(
+            f"`{argument}`={spec!r} is not a layer specification; accepted: {LAYER_SPEC_HELP}."
+        )
 
     text = spec.strip().lower()
     half = num_layers // 2
@@ -49,14 +53,18 @@ def parse_layer_spec(spec: str | int | list | tuple, num_layers: int, argument: 
         return []
     for prefix in ("top:", "bottom:"):
         if text.startswith(prefix):
-            count_text = text[len(prefix):].strip()
+            count_text = text[len(prefix) :].strip()
             if not _INDEX.match(count_text) or not 1 <= int(count_text) <= num_layers:
                 raise ValueError(
                     f"`{argument}`={spec!r}: K in `{prefix}K` must be an integer from 1 to "
                     f"{num_layers} (the model has {num_layers} layers)."
                 )
             count = int(count_text)
-            return list(range(num_layers - count, num_layers)) if prefix == "top:" else list(range(count))
+            return (
+                list(range(num_layers - count, num_layers))
+                if prefix == "top:"
+                else list(range(count))
+            )
 
     layers: set[int] = set()
     for part in text.split(","):
@@ -71,7 +79,9 @@ def parse_layer_spec(spec: str | int | list | tuple, num_layers: int, argument: 
                     f"`{last}-{first}` (ranges are inclusive, low-high)."
                 )
         else:
-            raise ValueError(f"`{argument}`={spec!r} is not a layer specification; accepted: {LAYER_SPEC_HELP}.")
+            raise ValueError(
+                f"`{argument}`={spec!r} is not a layer specification; accepted: {LAYER_SPEC_HELP}."
+            )
         if last >= num_layers:
             raise ValueError(
                 f"`{argument}`={spec!r} names layer {last}, but the model has {num_layers} "

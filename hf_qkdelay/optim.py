@@ -82,7 +82,11 @@ def build_param_groups(
     The ungoverned groups come first so that the learning rate the Trainer logs (the first
     group's) is the base one. Empty groups are dropped.
     """
-    decay_names = set(default_decay_parameter_names(model) if decay_parameter_names is None else decay_parameter_names)
+    decay_names = set(
+        default_decay_parameter_names(model)
+        if decay_parameter_names is None
+        else decay_parameter_names
+    )
     owner: dict[int, str] = {}
     for entry in rules:
         for piece in entry.slices:
@@ -90,7 +94,9 @@ def build_param_groups(
                 owner[id(piece.param)] = entry.name
 
     buckets: dict[tuple[str | None, bool], list[nn.Parameter]] = {}
-    keys = [(None, True), (None, False)] + [(entry.name, d) for entry in rules for d in (True, False)]
+    keys = [(None, True), (None, False)] + [
+        (entry.name, d) for entry in rules for d in (True, False)
+    ]
     for key in keys:
         buckets[key] = []
     for name, param in model.named_parameters():  # shared (tied) tensors are listed once
@@ -102,7 +108,11 @@ def build_param_groups(
     for (rule_name, decay), params in buckets.items():
         if params:
             groups.append(
-                {"params": params, "weight_decay": weight_decay if decay else 0.0, RULE_KEY: rule_name}
+                {
+                    "params": params,
+                    "weight_decay": weight_decay if decay else 0.0,
+                    RULE_KEY: rule_name,
+                }
             )
     _check_partition(model, groups)
     return groups
@@ -167,7 +177,11 @@ def build_optimizer(
     for summary in describe_param_groups(groups, names):
         logger.info(
             "param group: rule=%s tensors=%d elements=%d weight_decay=%g (first: %s)",
-            summary["rule"], summary["tensors"], summary["elements"], summary["weight_decay"], summary["first"],
+            summary["rule"],
+            summary["tensors"],
+            summary["elements"],
+            summary["weight_decay"],
+            summary["first"],
         )
     if on_build is not None:
         on_build(controller)
@@ -183,8 +197,16 @@ class MultiplierOptimizerFactory:
     from which the optimizer class and its arguments are read when `optimizer_cls` is None.
     """
 
-    def __call__(self, model: nn.Module, *, rules, training_args=None, optimizer_cls=None,
-                 optimizer_kwargs: dict | None = None, **kwargs) -> torch.optim.Optimizer:
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        rules,
+        training_args=None,
+        optimizer_cls=None,
+        optimizer_kwargs: dict | None = None,
+        **kwargs,
+    ) -> torch.optim.Optimizer:
         optimizer_kwargs = dict(optimizer_kwargs or {})
         if optimizer_cls is None:
             from transformers import Trainer
@@ -201,4 +223,6 @@ class MultiplierOptimizerFactory:
             optimizer_kwargs = {**from_args, **optimizer_kwargs}
         if training_args is not None and "weight_decay" not in kwargs:
             kwargs["weight_decay"] = training_args.weight_decay
-        return build_optimizer(model, rules, optimizer_cls=optimizer_cls, **kwargs, **optimizer_kwargs)
+        return build_optimizer(
+            model, rules, optimizer_cls=optimizer_cls, **kwargs, **optimizer_kwargs
+        )

@@ -103,7 +103,11 @@ def resolve_rules(model: nn.Module, rules: Sequence[MultiplierRule]) -> list[Res
     for entry in resolved:
         for piece in entry.slices:
             for other_rule, other in claimed.get(id(piece.param), []):
-                if piece.is_whole or other.is_whole or (piece.start < other.stop and other.start < piece.stop):
+                if (
+                    piece.is_whole
+                    or other.is_whole
+                    or (piece.start < other.stop and other.start < piece.stop)
+                ):
                     raise ValueError(
                         f"`{piece.describe()}` is selected by rule `{entry.name}` and by rule "
                         f"`{other_rule}`; every parameter part must follow one schedule."
@@ -115,10 +119,14 @@ def resolve_rules(model: nn.Module, rules: Sequence[MultiplierRule]) -> list[Res
 def rule_from_dict(spec: dict, index: int = 0) -> MultiplierRule:
     """A rule from its YAML/JSON form (see the module docstring)."""
     if not isinstance(spec, dict):
-        raise ValueError(f"rule #{index} must be a mapping with keys {sorted(RULE_KEYS)}; got {spec!r}.")
+        raise ValueError(
+            f"rule #{index} must be a mapping with keys {sorted(RULE_KEYS)}; got {spec!r}."
+        )
     unknown = set(spec) - RULE_KEYS
     if unknown:
-        raise ValueError(f"rule #{index} has unknown keys {sorted(unknown)}; accepted: {sorted(RULE_KEYS)}.")
+        raise ValueError(
+            f"rule #{index} has unknown keys {sorted(unknown)}; accepted: {sorted(RULE_KEYS)}."
+        )
     schedule_spec = spec.get("schedule", {})
     if not isinstance(schedule_spec, dict) or set(schedule_spec) - SCHEDULE_KEYS:
         raise ValueError(
@@ -144,9 +152,17 @@ def load_rules(path: str | Path) -> list[MultiplierRule]:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"`qk_delay_rules`={str(path)!r} is not a file; give a YAML file with a `rules:` list.")
+        raise ValueError(
+            f"`qk_delay_rules`={str(path)!r} is not a file; give a YAML file with a `rules:` list."
+        )
     with open(path, encoding="utf-8") as handle:
         document = yaml.safe_load(handle)
-    if not isinstance(document, dict) or not isinstance(document.get("rules"), list) or not document["rules"]:
-        raise ValueError(f"`qk_delay_rules`={str(path)!r} must hold a non-empty top-level `rules:` list.")
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("rules"), list)
+        or not document["rules"]
+    ):
+        raise ValueError(
+            f"`qk_delay_rules`={str(path)!r} must hold a non-empty top-level `rules:` list."
+        )
     return [rule_from_dict(spec, index) for index, spec in enumerate(document["rules"])]

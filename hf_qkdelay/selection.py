@@ -61,7 +61,12 @@ class ParamSlice:
     def numel(self) -> int:
         if self.is_whole:
             return self.param.numel()
-        return self.param.numel() // self.param.shape[self.out_axis] * self.groups * (self.stop - self.start)
+        return (
+            self.param.numel()
+            // self.param.shape[self.out_axis]
+            * self.groups
+            * (self.stop - self.start)
+        )
 
     def describe(self) -> str:
         if self.is_whole:
@@ -87,11 +92,18 @@ class SeparateProjections:
     def module_names(self) -> list[str]:
         return [child for _, child in self.modules]
 
-    def slices(self, attention: nn.Module, prefix: str, layer: int, projection: str, config) -> list[ParamSlice]:
+    def slices(
+        self, attention: nn.Module, prefix: str, layer: int, projection: str, config
+    ) -> list[ParamSlice]:
         child_name = dict(self.modules)[projection]
         child = attention.get_submodule(child_name)
         return [
-            ParamSlice(name=f"{prefix}.{child_name}.{name}", param=param, layer=layer, projection=projection)
+            ParamSlice(
+                name=f"{prefix}.{child_name}.{name}",
+                param=param,
+                layer=layer,
+                projection=projection,
+            )
             for name, param in child.named_parameters()
             if param.requires_grad
         ]
@@ -116,7 +128,9 @@ class FusedProjection:
     def module_names(self) -> list[str]:
         return [self.module]
 
-    def slices(self, attention: nn.Module, prefix: str, layer: int, projection: str, config) -> list[ParamSlice]:
+    def slices(
+        self, attention: nn.Module, prefix: str, layer: int, projection: str, config
+    ) -> list[ParamSlice]:
         fused = attention.get_submodule(self.module)
         # transformers' Conv1D stores its weight as (in, out); nn.Linear as (out, in).
         weight_out_axis = 1 if _is_conv1d(fused) else 0
@@ -183,7 +197,9 @@ def _attention_shape(config, fused_width: int) -> tuple[int, int, int]:
             f"cannot read the number of attention heads from {type(config).__name__}: looked "
             "for `num_attention_heads`, `n_head` and `num_heads`."
         )
-    num_kv_heads = _first_attr(text_config, ("num_key_value_heads", "n_head_kv", "num_kv_heads")) or num_heads
+    num_kv_heads = (
+        _first_attr(text_config, ("num_key_value_heads", "n_head_kv", "num_kv_heads")) or num_heads
+    )
     head_dim = getattr(text_config, "head_dim", None)
     if head_dim is None:
         hidden = _first_attr(text_config, ("hidden_size", "n_embd", "d_model"))
@@ -240,7 +256,9 @@ def find_attention_modules(model: nn.Module) -> list[AttentionModule]:
             "the decoder's layers could not be told apart."
         )
     config = getattr(model, "config", None)
-    expected = _first_attr(config.get_text_config(), ("num_hidden_layers", "n_layer")) if config else None
+    expected = (
+        _first_attr(config.get_text_config(), ("num_hidden_layers", "n_layer")) if config else None
+    )
     if expected is not None and expected != len(layers):
         raise ValueError(
             f"the config declares {expected} decoder layers but attention modules were found in "
@@ -250,13 +268,19 @@ def find_attention_modules(model: nn.Module) -> list[AttentionModule]:
 
 
 def _unrecognised_model_message(model: nn.Module) -> str:
-    looked_for = sorted({name for layout in ATTENTION_LAYOUTS.values() for name in layout.module_names()})
+    looked_for = sorted(
+        {name for layout in ATTENTION_LAYOUTS.values() for name in layout.module_names()}
+    )
     candidates = [
         f"{name} ({type(module).__name__}: children {[c for c, _ in module.named_children()]})"
         for name, module in model.named_modules()
         if "attn" in name.rsplit(".", 1)[-1].lower() or "attention" in type(module).__name__.lower()
     ]
-    found = "; ".join(candidates[:6]) + (" ..." if len(candidates) > 6 else "") if candidates else "none"
+    found = (
+        "; ".join(candidates[:6]) + (" ..." if len(candidates) > 6 else "")
+        if candidates
+        else "none"
+    )
     return (
         f"no Q/K projection found in {type(model).__name__}: looked for attention modules with "
         f"children {looked_for} (layouts: {', '.join(ATTENTION_LAYOUTS)}). Attention modules "
@@ -283,7 +307,9 @@ def select_projections(
     for layer in chosen:
         attention = attention_modules[layer]
         for projection in projections:
-            slices.extend(attention.layout.slices(attention.module, attention.name, layer, projection, config))
+            slices.extend(
+                attention.layout.slices(attention.module, attention.name, layer, projection, config)
+            )
     return slices
 
 
@@ -292,7 +318,9 @@ def select_by_pattern(model: nn.Module, pattern: str) -> list[ParamSlice]:
     try:
         regex = re.compile(pattern)
     except re.error as error:
-        raise ValueError(f"`params`={pattern!r} is not a valid regular expression: {error}.") from None
+        raise ValueError(
+            f"`params`={pattern!r} is not a valid regular expression: {error}."
+        ) from None
     return [
         ParamSlice(name=name, param=param)
         for name, param in model.named_parameters()

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The library reports at INFO what it governs (layers, slices, parameter groups).
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("hf_qkdelay").setLevel(logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    logging.getLogger("hf_qkdelay").setLevel(
+        logging.INFO if training_args.process_index == 0 else logging.WARNING
+    )
 
     # Refuse bad input before anything is read at length or written.
     check_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)

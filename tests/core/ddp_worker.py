@@ -29,7 +29,9 @@ def main(output_dir: str) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 2:
                 weight = model.transformer.h[3].attn.c_attn.weight.detach()
-                frozen_during_window.append(torch.equal(initial[:, : 2 * width], weight[:, : 2 * width]))
+                frozen_during_window.append(
+                    torch.equal(initial[:, : 2 * width], weight[:, : 2 * width])
+                )
 
     trainer = make_trainer(model, dataset, output_dir, max_steps=3, per_device_train_batch_size=2)
     trainer.add_callback(WatchQK())
@@ -40,7 +42,11 @@ def main(output_dir: str) -> None:
     record = {
         "qk_frozen_during_window": frozen_during_window == [True],
         "world_size": trainer.args.world_size,
-        "multipliers": [e["qk_delay/multiplier"] for e in trainer.state.log_history if "qk_delay/multiplier" in e],
+        "multipliers": [
+            e["qk_delay/multiplier"]
+            for e in trainer.state.log_history
+            if "qk_delay/multiplier" in e
+        ],
         "qk_moved": not torch.equal(initial[:, : 2 * width], final[:, : 2 * width]),
         "v_moved": not torch.equal(initial[:, 2 * width :], final[:, 2 * width :]),
         "checksum": float(final.double().sum()),

@@ -21,8 +21,17 @@ BLOCK = 32
 def tiny_gpt2(seed: int = 0, dropout: float = 0.0, **overrides) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(
-        n_layer=4, n_embd=32, n_head=4, n_positions=BLOCK, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0,
-        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, **overrides,
+        n_layer=4,
+        n_embd=32,
+        n_head=4,
+        n_positions=BLOCK,
+        vocab_size=VOCAB,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        **overrides,
     )
     return GPT2LMHeadModel(config)
 
@@ -30,8 +39,16 @@ def tiny_gpt2(seed: int = 0, dropout: float = 0.0, **overrides) -> GPT2LMHeadMod
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
-        num_hidden_layers=4, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=BLOCK, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        num_hidden_layers=4,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=BLOCK,
+        vocab_size=VOCAB,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
         **overrides,
     )
     return LlamaForCausalLM(config)
@@ -41,8 +58,14 @@ def tiny_neox(seed: int = 0) -> GPTNeoXForCausalLM:
     """GPT-NeoX: a fused `query_key_value` laid out per head as [q_h | k_h | v_h]."""
     torch.manual_seed(seed)
     config = GPTNeoXConfig(
-        num_hidden_layers=4, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-        max_position_embeddings=BLOCK, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0,
+        num_hidden_layers=4,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        max_position_embeddings=BLOCK,
+        vocab_size=VOCAB,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return GPTNeoXForCausalLM(config)
 
@@ -53,7 +76,10 @@ def token_blocks(tokenizer, text: str, count: int, block: int = BLOCK) -> list[d
     if len(ids) < count * block:
         raise ValueError(f"text too short for {count} blocks of {block}")
     return [
-        {"input_ids": torch.tensor(ids[i * block : (i + 1) * block]), "labels": torch.tensor(ids[i * block : (i + 1) * block])}
+        {
+            "input_ids": torch.tensor(ids[i * block : (i + 1) * block]),
+            "labels": torch.tensor(ids[i * block : (i + 1) * block]),
+        }
         for i in range(count)
     ]
 

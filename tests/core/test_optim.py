@@ -6,7 +6,13 @@ import pytest
 import torch
 from transformers.optimization import Adafactor
 
-from hf_qkdelay import MultiplierRule, MultiplierSchedule, QKDelayArguments, build_optimizer, resolve_rules
+from hf_qkdelay import (
+    MultiplierRule,
+    MultiplierSchedule,
+    QKDelayArguments,
+    build_optimizer,
+    resolve_rules,
+)
 from hf_qkdelay.controller import RULE_KEY, UPDATES_KEY
 from hf_qkdelay.optim import build_param_groups
 
@@ -42,7 +48,10 @@ def governed_mask(model, layers, projections=("q", "k")):
 OPTIMIZERS = {
     "adamw": (torch.optim.AdamW, {"weight_decay": 0.0}),
     "sgd_momentum": (torch.optim.SGD, {"momentum": 0.9, "lr": 0.5}),
-    "adafactor_fixed_lr": (Adafactor, {"relative_step": False, "scale_parameter": False, "warmup_init": False}),
+    "adafactor_fixed_lr": (
+        Adafactor,
+        {"relative_step": False, "scale_parameter": False, "warmup_init": False},
+    ),
 }
 
 
@@ -57,7 +66,9 @@ def test_one_update_is_scaled_exactly_on_qk_of_chosen_layers(family, optimizer_n
     initial = FAMILIES[family]()
     optimizer_cls, kwargs = OPTIMIZERS[optimizer_name]
     factor = 0.1
-    baseline, _ = one_update(initial, QKDelayArguments(qk_delay_layers="none"), optimizer_cls, **kwargs)
+    baseline, _ = one_update(
+        initial, QKDelayArguments(qk_delay_layers="none"), optimizer_cls, **kwargs
+    )
     delayed, optimizer = one_update(
         initial, QKDelayArguments(qk_delay_factor=factor, qk_delay_steps=5), optimizer_cls, **kwargs
     )
@@ -85,7 +96,9 @@ def test_one_update_is_scaled_exactly_on_qk_of_chosen_layers(family, optimizer_n
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_factor_zero_freezes_the_governed_weights(family):
     initial = tiny_gpt2() if family == "gpt2" else tiny_llama()
-    delayed, _ = one_update(initial, QKDelayArguments(qk_delay_factor=0.0, qk_delay_steps=3), steps=2)
+    delayed, _ = one_update(
+        initial, QKDelayArguments(qk_delay_factor=0.0, qk_delay_steps=3), steps=2
+    )
     masks = governed_mask(initial, "upper")
     for (name, start), (_, mine) in zip(initial.named_parameters(), delayed.named_parameters()):
         if name in masks:
@@ -97,19 +110,29 @@ def test_factor_zero_freezes_the_governed_weights(family):
 
 def test_lr_is_restored_after_each_step_for_the_scheduler():
     model = tiny_llama()
-    optimizer = build_optimizer(model, QKDelayArguments(qk_delay_factor=0.25, qk_delay_steps=2), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)  # chainable: reads group lr
+    optimizer = build_optimizer(
+        model, QKDelayArguments(qk_delay_factor=0.25, qk_delay_steps=2), lr=1e-3
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=1, gamma=0.5
+    )  # chainable: reads group lr
     for _ in range(3):
-        model(torch.ones(1, 4, dtype=torch.long), labels=torch.ones(1, 4, dtype=torch.long)).loss.backward()
+        model(
+            torch.ones(1, 4, dtype=torch.long), labels=torch.ones(1, 4, dtype=torch.long)
+        ).loss.backward()
         optimizer.step()
         scheduler.step()
-    assert [group["lr"] for group in optimizer.param_groups] == [pytest.approx(1e-3 / 8)] * len(optimizer.param_groups)
+    assert [group["lr"] for group in optimizer.param_groups] == [pytest.approx(1e-3 / 8)] * len(
+        optimizer.param_groups
+    )
 
 
 def test_skipped_mixed_precision_step_is_not_counted():
     model = tiny_gpt2()
     initial = copy.deepcopy(model)
-    optimizer = build_optimizer(model, QKDelayArguments(qk_delay_factor=0.0, qk_delay_steps=1), lr=1e-2)
+    optimizer = build_optimizer(
+        model, QKDelayArguments(qk_delay_factor=0.0, qk_delay_steps=1), lr=1e-2
+    )
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     batch = torch.ones(1, 8, dtype=torch.long)
 
@@ -127,7 +150,10 @@ def test_skipped_mixed_precision_step_is_not_counted():
     scaler.step(optimizer)
     assert optimizer.param_groups[0][UPDATES_KEY] == 1
     assert optimizer.multiplier_controller.last_multipliers == {"qk_delay": 0.0}
-    assert torch.equal(initial.transformer.h[3].attn.c_attn.weight[:, :64], model.transformer.h[3].attn.c_attn.weight[:, :64])
+    assert torch.equal(
+        initial.transformer.h[3].attn.c_attn.weight[:, :64],
+        model.transformer.h[3].attn.c_attn.weight[:, :64],
+    )
 
 
 def test_weight_decay_groups_follow_the_trainer_rule():
@@ -143,7 +169,9 @@ def test_weight_decay_groups_follow_the_trainer_rule():
     assert by_key[("qk_delay", 0.1)] == {
         f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (2, 3) for p in ("q", "k")
     }
-    assert by_key[("qk_delay", 0.0)] == {f"model.layers.{i}.self_attn.{p}_proj.bias" for i in (2, 3) for p in ("q", "k")}
+    assert by_key[("qk_delay", 0.0)] == {
+        f"model.layers.{i}.self_attn.{p}_proj.bias" for i in (2, 3) for p in ("q", "k")
+    }
     for (_, weight_decay), members in by_key.items():
         assert all((name in decay) == (weight_decay > 0) for name in members)
     assert not any("norm" in name or name.endswith("bias") for name in by_key[(None, 0.1)])
@@ -152,7 +180,9 @@ def test_weight_decay_groups_follow_the_trainer_rule():
 def test_tied_embeddings_are_counted_once():
     model = tiny_gpt2()
     assert model.lm_head.weight is model.transformer.wte.weight
-    groups = build_param_groups(model, resolve_rules(model, QKDelayArguments().to_rules()), weight_decay=0.1)
+    groups = build_param_groups(
+        model, resolve_rules(model, QKDelayArguments().to_rules()), weight_decay=0.1
+    )
     grouped = [p for g in groups for p in g["params"]]
     assert len(grouped) == len({id(p) for p in grouped}) == len(list(model.parameters()))
     assert sum(p.numel() for p in grouped) == model.num_parameters()
@@ -174,13 +204,18 @@ def test_general_rules_with_a_name_pattern_and_two_schedules(tmp_path):
     delayed, optimizer = one_update(initial, qk_args)
     assert optimizer.multiplier_controller.last_multipliers == {"upper_qk": 0.2, "embeddings": 0.5}
     start, base, mine = (m.transformer.wte.weight.detach() for m in (initial, baseline, delayed))
-    assert torch.allclose(mine - start, 0.5 * (base - start), rtol=0, atol=4 * EPS32 * start.abs().max())
+    assert torch.allclose(
+        mine - start, 0.5 * (base - start), rtol=0, atol=4 * EPS32 * start.abs().max()
+    )
 
 
 @pytest.mark.parametrize(
     "rules_text, message",
     [
-        ("rules:\n  - {name: a, params: 'no_such_param', schedule: {factor: 0.5, steps: 2}}\n", "selects no trainable"),
+        (
+            "rules:\n  - {name: a, params: 'no_such_param', schedule: {factor: 0.5, steps: 2}}\n",
+            "selects no trainable",
+        ),
         (
             "rules:\n  - {name: a, layers: all, schedule: {factor: 0.5, steps: 2}}\n"
             "  - {name: b, layers: upper, projections: [k], schedule: {factor: 0.5, steps: 2}}\n",
@@ -200,7 +235,9 @@ def test_bad_rules(tmp_path, rules_text, message):
 
 def test_rules_in_python():
     model = tiny_llama()
-    rule = MultiplierRule("slow_v", MultiplierSchedule("cosine", 0.3, 10), layers="0-1", projections=("v",))
+    rule = MultiplierRule(
+        "slow_v", MultiplierSchedule("cosine", 0.3, 10), layers="0-1", projections=("v",)
+    )
     optimizer = build_optimizer(model, [rule], lr=1e-3)
     governed = [g for g in optimizer.param_groups if g[RULE_KEY] == "slow_v"]
     assert {id(p) for g in governed for p in g["params"]} == {
@@ -247,5 +284,7 @@ def test_fraction_window_in_a_plain_loop_needs_the_total():
     model(batch, labels=batch).loss.backward()
     with pytest.raises(RuntimeError, match="never resolved"):
         optimizer.step()
-    optimizer = build_optimizer(model, QKDelayArguments(qk_delay_steps=0.5), lr=1e-3, total_updates=10)
+    optimizer = build_optimizer(
+        model, QKDelayArguments(qk_delay_steps=0.5), lr=1e-3, total_updates=10
+    )
     assert optimizer.multiplier_controller.schedules["qk_delay"].steps == 5

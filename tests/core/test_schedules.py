@@ -10,7 +10,9 @@ def test_constant_linear_cosine_values():
     linear = MultiplierSchedule("linear", factor=0.1, steps=4)
     cosine = MultiplierSchedule("cosine", factor=0.1, steps=4)
     assert [constant.value(t) for t in range(6)] == [0.1, 0.1, 0.1, 0.1, 1.0, 1.0]
-    assert [linear.value(t) for t in range(6)] == pytest.approx([0.1, 0.325, 0.55, 0.775, 1.0, 1.0], abs=1e-15)
+    assert [linear.value(t) for t in range(6)] == pytest.approx(
+        [0.1, 0.325, 0.55, 0.775, 1.0, 1.0], abs=1e-15
+    )
     expected = [0.1 + 0.9 * (1 - math.cos(math.pi * t / 4)) / 2 for t in range(4)] + [1.0, 1.0]
     assert [cosine.value(t) for t in range(6)] == pytest.approx(expected, abs=1e-15)
     assert cosine.value(2) == pytest.approx(0.55, abs=1e-15)
@@ -50,4 +52,8 @@ def test_fraction_of_training_is_resolved_like_warmup():
 def test_bad_values_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=argument) as error:
         MultiplierSchedule(**kwargs)
-    assert "accepted" in str(error.value) or "give" in str(error.value) or "outside" in str(error.value)
+    assert (
+        "accepted" in str(error.value)
+        or "give" in str(error.value)
+        or "outside" in str(error.value)
+    )

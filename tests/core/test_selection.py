@@ -34,7 +34,10 @@ def test_gpt2_fused_c_attn_slices_are_the_q_and_k_columns():
 def test_llama_separate_projections_with_grouped_kv_heads():
     model = tiny_llama()
     slices = select_projections(model, "top:1", ("q", "k"))
-    assert [s.name for s in slices] == ["model.layers.3.self_attn.q_proj.weight", "model.layers.3.self_attn.k_proj.weight"]
+    assert [s.name for s in slices] == [
+        "model.layers.3.self_attn.q_proj.weight",
+        "model.layers.3.self_attn.k_proj.weight",
+    ]
     assert all(s.is_whole for s in slices)
     assert slices[0].param is model.model.layers[3].self_attn.q_proj.weight
     assert slices[1].numel == 16 * 32  # 2 key/value heads of size 8
@@ -50,7 +53,11 @@ def test_value_projection_for_control_runs():
 
 def test_neox_per_head_layout_is_described_not_coded():
     config = GPTNeoXConfig(
-        num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=64
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        vocab_size=64,
     )
     model = GPTNeoXForCausalLM(config)
     weight, bias = select_projections(model, "1", ("k",))
@@ -117,7 +124,11 @@ def test_name_pattern_selection():
 def test_peft_lora_adapters_on_q_and_k_are_what_is_governed():
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj"]))
+    model = get_peft_model(
+        tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj"])
+    )
     names = [s.name for s in select_projections(model, "top:1", ("q", "k"))]
     prefix = "base_model.model.model.layers.3.self_attn"
-    assert names == [f"{prefix}.{p}_proj.lora_{ab}.default.weight" for p in ("q", "k") for ab in ("A", "B")]
+    assert names == [
+        f"{prefix}.{p}_proj.lora_{ab}.default.weight" for p in ("q", "k") for ab in ("A", "B")
+    ]

@@ -28,7 +28,9 @@ def multipliers(trainer, after_step=0):
 
 
 @pytest.mark.parametrize("family", list(MODELS))
-@pytest.mark.parametrize("qk_args", [{"qk_delay_factor": 1.0}, {"qk_delay_layers": "none"}], ids=["factor1", "none"])
+@pytest.mark.parametrize(
+    "qk_args", [{"qk_delay_factor": 1.0}, {"qk_delay_layers": "none"}], ids=["factor1", "none"]
+)
 def test_no_delay_is_bit_identical_to_the_stock_trainer(family, qk_args, dataset, tmp_path):
     # Dropout on, weight decay on: RNG use and the decay groups must match the Trainer's own.
     build = MODELS[family]
@@ -44,8 +46,13 @@ def test_no_delay_is_bit_identical_to_the_stock_trainer(family, qk_args, dataset
 
 @pytest.mark.parametrize("family", list(MODELS))
 def test_multiplier_is_logged_every_step_and_plan_written_once(family, dataset, tmp_path):
-    trainer = make_trainer(MODELS[family](), dataset, tmp_path, max_steps=6, lr_scheduler_type="cosine", warmup_steps=2)
-    attach_qk_delay(trainer, QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=0.5, qk_delay_schedule="linear"))
+    trainer = make_trainer(
+        MODELS[family](), dataset, tmp_path, max_steps=6, lr_scheduler_type="cosine", warmup_steps=2
+    )
+    attach_qk_delay(
+        trainer,
+        QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=0.5, qk_delay_schedule="linear"),
+    )
     trainer.train()
     # Window: 0.5 of 6 updates = 3; the value logged at step s is the one applied to update s - 1.
     assert multipliers(trainer) == pytest.approx([0.1, 0.4, 0.7, 1.0, 1.0, 1.0], abs=1e-12)
@@ -54,13 +61,20 @@ def test_multiplier_is_logged_every_step_and_plan_written_once(family, dataset, 
     assert lrs[:3] == pytest.approx([0.0, 1.5e-3, 3e-3])  # warmup peak, not scaled by m
     plan = json.loads((tmp_path / PLAN_FILE).read_text())
     (rule,) = plan["rules"]
-    assert rule["layers"] == [2, 3] and rule["schedule"]["steps"] == 3 and plan["total_updates"] == 6
+    assert (
+        rule["layers"] == [2, 3] and rule["schedule"]["steps"] == 3 and plan["total_updates"] == 6
+    )
     assert len(rule["governed"]) == 8 if family == "gpt2" else 4
-    assert "c_attn.weight[q: features 0:32" in rule["governed"][0] or "q_proj.weight" in rule["governed"][0]
+    assert (
+        "c_attn.weight[q: features 0:32" in rule["governed"][0]
+        or "q_proj.weight" in rule["governed"][0]
+    )
 
 
 def test_gradient_accumulation_advances_once_per_update(dataset, tmp_path):
-    trainer = make_trainer(tiny_llama(), dataset, tmp_path, max_steps=4, gradient_accumulation_steps=3)
+    trainer = make_trainer(
+        tiny_llama(), dataset, tmp_path, max_steps=4, gradient_accumulation_steps=3
+    )
     attach_qk_delay(trainer, QKDelayArguments(qk_delay_factor=0.25, qk_delay_steps=2))
     trainer.train()
     assert multipliers(trainer) == [0.25, 0.25, 1.0, 1.0]
@@ -68,9 +82,17 @@ def test_gradient_accumulation_advances_once_per_update(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("family", list(MODELS))
-def test_resume_across_the_end_of_the_window_matches_the_uninterrupted_run(family, dataset, tmp_path):
+def test_resume_across_the_end_of_the_window_matches_the_uninterrupted_run(
+    family, dataset, tmp_path
+):
     qk_args = QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=4, qk_delay_schedule="cosine")
-    settings = dict(max_steps=6, save_strategy="steps", save_steps=3, weight_decay=0.1, lr_scheduler_type="linear")
+    settings = dict(
+        max_steps=6,
+        save_strategy="steps",
+        save_steps=3,
+        weight_decay=0.1,
+        lr_scheduler_type="linear",
+    )
 
     whole = MODELS[family]()
     trainer = make_trainer(whole, dataset, tmp_path / "whole", **settings)
@@ -103,7 +125,9 @@ def test_bad_layers_fail_before_training_and_keep_existing_checkpoints(dataset, 
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"earlier run")
     trainer = make_trainer(tiny_gpt2(), dataset, tmp_path / "out")
-    with pytest.raises(ValueError, match="`qk_delay_layers`='2-9' names layer 9, but the model has 4"):
+    with pytest.raises(
+        ValueError, match="`qk_delay_layers`='2-9' names layer 9, but the model has 4"
+    ):
         attach_qk_delay(trainer, QKDelayArguments(qk_delay_layers="2-9"))
     assert earlier.read_bytes() == b"earlier run"
     assert trainer.state.global_step == 0
@@ -116,7 +140,12 @@ def test_ready_made_optimizer_is_refused(dataset, tmp_path):
 
     from .helpers import training_args
 
-    trainer = Trainer(model=model, args=training_args(tmp_path), train_dataset=dataset, optimizers=(optimizer, None))
+    trainer = Trainer(
+        model=model,
+        args=training_args(tmp_path),
+        train_dataset=dataset,
+        optimizers=(optimizer, None),
+    )
     with pytest.raises(ValueError, match="ready-made optimizer"):
         attach_qk_delay(trainer, QKDelayArguments())
 

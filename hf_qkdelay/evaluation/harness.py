@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .context_fit import drop_items_longer_than_context
 from .offline_suite import OfflineSuite, OfflineSuiteConfig, build_offline_suite
 from .results import write_results
 from .tasks import check_known_tasks, needs_offline_suite, parse_task_list
@@ -46,8 +47,11 @@ def evaluate_model(
     (`standard`, `offline`); the offline tasks are built from `offline_text` (cached by
     content under `offline_cache_dir`). `limit` caps the items per task (a float below 1
     is a fraction). `bootstrap_iters` sets lm-eval's resamples for the standard errors of
-    perplexity-type metrics (0 = none). The model keeps its device; it leaves in the
-    train/eval mode it came in, and the global random state is left as it was found.
+    perplexity-type metrics (0 = none). Offline items with a continuation longer than the
+    model's context (`max_length`, default its positions) are left out, and counted in
+    `results["offline_suite"]["context_fit"]` (see `context_fit`). The model keeps its
+    device; it leaves in the train/eval mode it came in, and the global random state is
+    left as it was found.
     When `output_path` is given, the results are written there as JSON.
 
     Under a distributed launcher every process evaluates the whole suite on its own copy
@@ -98,9 +102,19 @@ def evaluate_model(
                 max_length=max_length,
                 prefix_token_id=prefix_token_id,
             )
+
+            # The offline tasks are loaded here, to leave out the items the model cannot read.
+            tasks_to_run: list = list(task_names)
+            context_fit = {}
+            if suite is not None:
+                offline_names = [task for task in task_names if task in suite.task_names]
+                offline_tasks = task_manager.load(offline_names)["tasks"]
+                context_fit = drop_items_longer_than_context(offline_tasks, lm)
+                tasks_to_run = [offline_tasks.get(task, task) for task in task_names]
+
             results = simple_evaluate(
                 model=lm,
-                tasks=task_names,
+                tasks=tasks_to_run,
                 num_fewshot=num_fewshot,
                 limit=limit,
                 task_manager=task_manager,
@@ -114,7 +128,11 @@ def evaluate_model(
     if results is None:
         return {}
     if suite is not None:
-        results["offline_suite"] = {"directory": str(suite.directory), **suite.manifest}
+        results["offline_suite"] = {
+            "directory": str(suite.directory),
+            **suite.manifest,
+            "context_fit": context_fit,
+        }
     if output_path is not None:
         write_results(results, output_path)
     return results

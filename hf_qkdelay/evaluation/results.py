@@ -33,12 +33,20 @@ def flatten_metrics(results: dict, prefix: str | None = "eval") -> dict[str, flo
 
 
 def format_results_table(results: dict) -> str:
-    """lm-eval's Markdown table of the results (and of the groups, when there are any)."""
+    """lm-eval's Markdown table of the results (and of the groups, when there are any), then
+    a line per offline task whose items did not all fit the model's context."""
     from lm_eval.utils import make_table
 
     table = make_table(results)
     if results.get("groups"):
         table += "\n" + make_table(results, "groups")
+    # Offline items the model could not read are named under the table, next to the scores.
+    for task, fit in results.get("offline_suite", {}).get("context_fit", {}).items():
+        if fit["num_unscorable"]:
+            table += (
+                f"\n{task}: {fit['num_unscorable']} of {fit['num_items']} items left out (an "
+                f"ending longer than the model's context of {fit['max_length']} tokens)."
+            )
     return table
 
 

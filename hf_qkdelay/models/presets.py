@@ -5,6 +5,12 @@ embeddings, norm epsilon 1e-5, and `match_ffn_params=True`. The FFN widths are c
 that matching is exact: the ungated width is 4 * hidden and the gated width 8/3 * hidden,
 both multiples of 64 (hidden is a multiple of 24), so a gated and an ungated variant hold
 the same number of weights.
+
+The FFN width follows the hidden size the configuration ends with, so a preset whose width is
+overridden (`n_embd=256` / `hidden_size=256`) gets the FFN of that width, unless the FFN width
+(`n_inner` / `intermediate_size`) is given too. NOTE: matching stays exact only for a hidden
+size that is a multiple of 24; otherwise the matched width is rounded to `ffn_width_multiple`
+and the variants differ by at most one rounding step.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from transformers import GPT2Config, LlamaConfig, PreTrainedConfig
 
 from .configuration_qkd_gpt2 import QKDGPT2Config
 from .configuration_qkd_llama import QKDLlamaConfig
+from .switches import matched_gated_width
 
 
 @dataclass(frozen=True)
@@ -28,11 +35,23 @@ class ModelSize:
 
     @property
     def ungated_ffn_width(self) -> int:
-        return 4 * self.hidden_size
+        return ungated_ffn_width(self.hidden_size)
 
     @property
     def gated_ffn_width(self) -> int:
-        return 8 * self.hidden_size // 3
+        return gated_ffn_width(self.hidden_size)
+
+
+def ungated_ffn_width(hidden_size: int) -> int:
+    """GPT-2's FFN width (`n_inner`) for a model of width `hidden_size`: 4 * hidden."""
+    return 4 * hidden_size
+
+
+def gated_ffn_width(hidden_size: int, multiple: int = 64) -> int:
+    """LLaMA's FFN width (`intermediate_size`): the gated width with the weights of the ungated
+    one, i.e. 8/3 * hidden, rounded to a multiple of `multiple` (exact when hidden is a multiple
+    of 24)."""
+    return matched_gated_width(ungated_ffn_width(hidden_size), multiple)
 
 
 MODEL_SIZES = {
@@ -80,6 +99,8 @@ def preset_config(model_type: str, model_size: str, **config_kwargs) -> PreTrain
     `llama` (the same sizes and fair settings, without switches). `model_size`: a key of
     `MODEL_SIZES` (`tiny`, `gpt2-small`, `270m`). The switches keep their family defaults unless
     given, e.g. `preset_config("qkd_gpt2", "tiny", gated_ffn=True, norm_type="rmsnorm")`.
+    The FFN width follows the hidden size, also an overridden one, unless `n_inner` (GPT-2) or
+    `intermediate_size` (LLaMA) is given.
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(
@@ -107,7 +128,6 @@ def preset_config(model_type: str, model_size: str, **config_kwargs) -> PreTrain
             "n_layer": size.num_layers,
             "n_head": size.num_heads,
             "n_positions": size.max_positions,
-            "n_inner": size.ungated_ffn_width,
             "layer_norm_epsilon": NORM_EPSILON,
             "resid_pdrop": 0.0,
             "embd_pdrop": 0.0,
@@ -121,8 +141,17 @@ def preset_config(model_type: str, model_size: str, **config_kwargs) -> PreTrain
             "num_attention_heads": size.num_heads,
             "num_key_value_heads": size.num_heads,
             "max_position_embeddings": size.max_positions,
-            "intermediate_size": size.gated_ffn_width,
             "rms_norm_eps": NORM_EPSILON,
             "attention_dropout": 0.0,
         }
-    return config_class(**{**shared, **settings, **config_kwargs})
+    config = config_class(**{**shared, **settings, **config_kwargs})
+
+    # The FFN width is set from the hidden size the config ended with (after `n_embd` or its
+    # alias `hidden_size` was overridden), so that it scales with the width like the preset's.
+    if config_class in (QKDGPT2Config, GPT2Config):
+        if "n_inner" not in config_kwargs:
+            config.n_inner = ungated_ffn_width(config.n_embd)
+    elif "intermediate_size" not in config_kwargs:
+        multiple = getattr(config, "ffn_width_multiple", 64)
+        config.intermediate_size = gated_ffn_width(config.hidden_size, multiple)
+    return config

@@ -16,8 +16,10 @@ from hf_qkdelay.evaluation import (
     evaluate_model,
     evaluate_pretrained,
     flatten_metrics,
+    format_results_table,
     parse_task_list,
 )
+from hf_qkdelay.evaluation.offline_suite import OfflineSuiteConfig, build_offline_suite
 from hf_qkdelay.evaluation.tasks import check_known_tasks
 
 
@@ -191,3 +193,47 @@ def test_in_memory_and_reloaded_scores_agree(
     assert "|offline_nextsentence|" in capsys.readouterr().out
     saved = json.loads(output_path.read_text())
     assert saved["n-samples"]["offline_nextsentence"]["effective"] == 10
+
+
+def test_offline_suite_on_a_model_with_few_positions(
+    make_tiny_gpt2, bpe_tokenizer, corpus_file, suite_cache_dir
+):
+    # With 64 positions, one of these 100 sentence endings (74 tokens of the 512-entry BPE)
+    # cannot be scored: it is left out and counted, and every other item is scored.
+    config = OfflineSuiteConfig(num_lastword_items=10, num_nextsentence_items=100, num_documents=2)
+    suite = build_offline_suite([corpus_file], cache_dir=suite_cache_dir, config=config)
+    results = evaluate_model(
+        make_tiny_gpt2(n_positions=64),
+        bpe_tokenizer,
+        "offline",
+        batch_size=16,
+        offline_text=[corpus_file],
+        offline_cache_dir=suite_cache_dir,
+        offline_config=config,
+        bootstrap_iters=0,
+    )
+
+    # The unscorable items are exactly those with an ending over 64 tokens (with or without
+    # the context before it: acc_mutual_info scores both).
+    with open(suite.manifest["tasks"]["offline_nextsentence"]["data_file"]) as handle:
+        items = [json.loads(line) for line in handle]
+    too_long = sum(
+        max(len(bpe_tokenizer(" " + ending)["input_ids"]) for ending in item["endings"]) > 64
+        for item in items
+    )
+    assert too_long == 1
+    fit = results["offline_suite"]["context_fit"]
+    assert fit["offline_nextsentence"] == {
+        "max_length": 64,
+        "num_items": 100,
+        "num_scored": 99,
+        "num_unscorable": 1,
+        "num_context_truncated": fit["offline_nextsentence"]["num_context_truncated"],
+    }
+    assert fit["offline_nextsentence"]["num_context_truncated"] > 0
+    assert fit["offline_lastword"]["num_unscorable"] == 0
+    assert "offline_perplexity" not in fit  # rolling windows fit any context
+    assert results["n-samples"]["offline_nextsentence"]["effective"] == 99
+    assert results["n-samples"]["offline_lastword"]["effective"] == 10
+    assert len(flatten_metrics(results)) == 8
+    assert "offline_nextsentence: 1 of 100 items left out" in format_results_table(results)

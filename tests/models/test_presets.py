@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from hf_qkdelay.model_setup import ModelArguments, build_config
 from hf_qkdelay.models import MODEL_SIZES, QKDGPT2Config, QKDLlamaConfig, preset_config
 
 # Parameters of each preset with its family's stock switches (tied embeddings counted once).
@@ -78,6 +79,60 @@ def test_presets_share_the_fair_settings(family, size):
         assert config.ffn_width == (
             8 * config.hidden_size // 3 if config.gated_ffn else 4 * config.hidden_size
         )
+
+
+# (family, overrides as the recipe's --config_overrides, FFN width the model builds)
+WIDTH_OVERRIDES = [
+    ("qkd_gpt2", "n_embd=96", 384),  # 4 * 96
+    ("gpt2", "n_embd=96", 384),
+    ("qkd_gpt2", "hidden_size=96", 384),  # GPT-2's alias of n_embd
+    ("qkd_gpt2", "n_embd=256", 1024),
+    ("qkd_gpt2", "n_embd=96,gated_ffn=true", 256),  # 2/3 * 4 * 96, still matched
+    ("qkd_llama", "hidden_size=96", 256),  # 8/3 * 96
+    ("llama", "hidden_size=96", 256),
+    ("qkd_llama", "hidden_size=96,gated_ffn=false", 384),  # 3/2 * 256, still matched
+    ("qkd_llama", "hidden_size=256", 704),  # 8/3 * 256 = 682.7, to a multiple of 64
+    # An explicit FFN width is the user's, whatever the hidden size.
+    ("qkd_gpt2", "n_embd=96,n_inner=512", 512),
+    ("qkd_llama", "hidden_size=96,intermediate_size=320", 320),
+]
+
+
+@pytest.mark.parametrize(("family", "overrides", "ffn_width"), WIDTH_OVERRIDES)
+def test_ffn_width_follows_an_overridden_hidden_size(family, overrides, ffn_width):
+    # The recipe's path: `--model_size tiny --config_overrides ...` through the config constructor.
+    config = build_config(
+        ModelArguments(model_type=family, model_size="tiny", config_overrides=overrides)
+    )
+    assert config.hidden_size != MODEL_SIZES["tiny"].hidden_size
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    first_ffn_weight = next(
+        parameter
+        for name, parameter in model.named_parameters()
+        if name.endswith(("mlp.c_fc.weight", "mlp.up_proj.weight"))
+    )
+    assert ffn_width in first_ffn_weight.shape and config.hidden_size in first_ffn_weight.shape
+
+
+def test_matching_holds_at_an_overridden_hidden_size():
+    # 96 is a multiple of 24, so gated and ungated variants of both families match exactly.
+    def weights(family, gated_ffn):
+        config = preset_config(
+            family,
+            "tiny",
+            hidden_size=96,
+            gated_ffn=gated_ffn,
+            use_bias=False,
+            norm_type="rmsnorm",
+            position_embedding="rope",
+        )
+        return count_on_meta_device(config)
+
+    counts = {
+        weights(family, gated) for family in ("qkd_gpt2", "qkd_llama") for gated in (False, True)
+    }
+    assert len(counts) == 1
 
 
 def test_preset_takes_switches_and_checks_them():

@@ -132,3 +132,28 @@ def test_peft_lora_adapters_on_q_and_k_are_what_is_governed():
     assert names == [
         f"{prefix}.{p}_proj.lora_{ab}.default.weight" for p in ("q", "k") for ab in ("A", "B")
     ]
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2"])
+def test_other_llama_family_models(family):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        family,
+        num_hidden_layers=4,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=64,
+        max_position_embeddings=32,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    slices = select_projections(model, "upper")
+    names = {s.name for s in slices}
+    expected = {f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (2, 3) for p in ("q", "k")}
+    if family == "qwen2":  # Qwen2's Q/K/V projections carry biases
+        expected |= {
+            f"model.layers.{i}.self_attn.{p}_proj.bias" for i in (2, 3) for p in ("q", "k")
+        }
+    assert names == expected

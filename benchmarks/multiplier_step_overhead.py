@@ -43,20 +43,31 @@ def build_model(family: str, size: str):
     )
 
 
-def median_step_seconds(model, qk_args, repeats: int) -> tuple[float, int]:
-    optimizer = build_optimizer(model, qk_args, lr=1e-4, total_updates=10**9)
+def median_step_seconds(model, repeats: int) -> tuple[float, float, int]:
+    """Median `step()` time of two optimizers over the same model, delay off and on.
+
+    The two steps alternate, so that drifting machine load falls on both alike; the first
+    two rounds (which allocate the optimizer state) are not counted.
+    """
+    off = build_optimizer(model, QKDelayArguments(qk_delay_layers="none"), lr=1e-4)
+    on = build_optimizer(
+        model,
+        QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=10**6),
+        lr=1e-4,
+        total_updates=10**9,
+    )
     for param in model.parameters():
         param.grad = torch.randn_like(param) * 1e-3
-    timings = []
+    timings = {"off": [], "on": []}
     for _ in range(repeats + 2):
-        start = time.perf_counter()
-        optimizer.step()
-        timings.append(time.perf_counter() - start)
+        for name, optimizer in (("off", off), ("on", on)):
+            start = time.perf_counter()
+            optimizer.step()
+            timings[name].append(time.perf_counter() - start)
     buffers = sum(
-        t.numel() * t.element_size() for t in optimizer.multiplier_controller._saved_slices.values()
+        t.numel() * t.element_size() for t in on.multiplier_controller._saved_slices.values()
     )
-    optimizer.multiplier_controller.remove()
-    return statistics.median(timings[2:]), buffers
+    return statistics.median(timings["off"][2:]), statistics.median(timings["on"][2:]), buffers
 
 
 def main() -> None:
@@ -68,10 +79,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model(args.family, args.size)
-    off, _ = median_step_seconds(model, QKDelayArguments(qk_delay_layers="none"), args.repeats)
-    on, buffer_bytes = median_step_seconds(
-        model, QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=10**6), args.repeats
-    )
+    off, on, buffer_bytes = median_step_seconds(model, args.repeats)
     print(
         json.dumps(
             {

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
 
 from .layers import LAYER_SPEC_HELP, parse_layer_spec
-from .rules import MultiplierRule, load_rules
+from .rules import MultiplierRule, load_rules, rule_to_dict
 from .schedules import SCHEDULE_KINDS, MultiplierSchedule
 from .selection import PROJECTIONS
 
 # The name of the single rule the qk_delay_* flags describe; logged as `qk_delay/multiplier`.
 QK_DELAY_RULE = "qk_delay"
+
+# The flags that `qk_delay_rules` replaces.
+RULE_FLAGS = (
+    "qk_delay_layers",
+    "qk_delay_factor",
+    "qk_delay_steps",
+    "qk_delay_schedule",
+    "qk_delay_targets",
+)
 
 
 @dataclass
@@ -82,6 +93,22 @@ class QKDelayArguments:
             )
         # The layer spec's syntax is checked now; its indices once the model is known.
         parse_layer_spec(self.qk_delay_layers, 10**6)
+        if self.qk_delay_rules is not None:
+            defaults = {f.name: f.default for f in fields(self)}
+            changed = [name for name in RULE_FLAGS if getattr(self, name) != defaults[name]]
+            if changed:
+                raise ValueError(
+                    f"`qk_delay_rules`={self.qk_delay_rules!r} replaces the flags "
+                    f"{', '.join(f'`{n}`' for n in changed)}, which were also given; put those "
+                    "settings in the rules file, or drop `qk_delay_rules`."
+                )
+            self.to_rules()  # a missing file, bad YAML or an unknown key fails now
+
+    def check_layers(self, num_layers: int) -> None:
+        """Check every layer spec against a model of `num_layers` decoder layers."""
+        for rule in self.to_rules():
+            if rule.layers is not None:
+                parse_layer_spec(rule.layers, num_layers)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -115,3 +142,29 @@ class QKDelayArguments:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def run_settings(self) -> dict:
+        """What the delay does, in one canonical form, for results files and run grouping.
+
+        Every way of switching the delay off (`layers=none`, `factor=1`, `steps=0`) gives
+        the same settings; with a rules file, the rules' names and a hash of their content
+        stand in for the five flags, so runs with different rules never share a group.
+        """
+        if self.qk_delay_rules is not None:
+            rules = [rule_to_dict(rule) for rule in self.to_rules()]
+            digest = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:8]
+            names = ",".join(rule["name"] for rule in rules)
+            return {**dict.fromkeys(RULE_FLAGS), "qk_delay_rules": f"{names}@{digest}"}
+        if not self.enabled:
+            off = {"qk_delay_layers": "none", "qk_delay_factor": 1.0, "qk_delay_steps": 0}
+            return {
+                **off,
+                "qk_delay_schedule": "constant",
+                "qk_delay_targets": "q,k",
+                "qk_delay_rules": None,
+            }
+        settings = {name: getattr(self, name) for name in RULE_FLAGS}
+        steps = float(self.qk_delay_steps)
+        settings["qk_delay_steps"] = int(steps) if steps >= 1 else steps
+        settings["qk_delay_targets"] = ",".join(self.targets)
+        return {**settings, "qk_delay_rules": None}

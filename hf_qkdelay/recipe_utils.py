@@ -150,6 +150,9 @@ def build_run_config(*argument_groups, training_args: TrainingArguments) -> dict
     `seed`, `data_seed`, `output_dir` and purely operational settings."""
     run_config: dict[str, Any] = {}
     for group in argument_groups:
+        if hasattr(group, "run_settings"):  # a group that states its settings canonically
+            run_config.update(_plain(group.run_settings()))
+            continue
         for field in dataclasses.fields(group):
             if field.name not in NOT_RUN_DEFINING | OPERATIONAL_ARGS:
                 run_config[field.name] = _plain(getattr(group, field.name))

@@ -65,7 +65,7 @@ class MultiplierRule:
         if not slices:
             raise ValueError(
                 f"rule `{self.name}` selects no trainable parameter ({what}); a rule must "
-                "select something (use `none`-free specs, or drop the rule)."
+                "select something: widen its selection or remove the rule."
             )
         return slices
 
@@ -128,10 +128,15 @@ def rule_from_dict(spec: dict, index: int = 0) -> MultiplierRule:
             f"rule #{index} has unknown keys {sorted(unknown)}; accepted: {sorted(RULE_KEYS)}."
         )
     schedule_spec = spec.get("schedule", {})
-    if not isinstance(schedule_spec, dict) or set(schedule_spec) - SCHEDULE_KEYS:
+    if not isinstance(schedule_spec, dict):
         raise ValueError(
             f"rule #{index}: `schedule`={schedule_spec!r} must be a mapping with keys among "
             f"{sorted(SCHEDULE_KEYS)}."
+        )
+    unknown = set(schedule_spec) - SCHEDULE_KEYS
+    if unknown:
+        raise ValueError(
+            f"rule #{index}: `schedule` has unknown keys {sorted(unknown)}; accepted: {sorted(SCHEDULE_KEYS)}."
         )
     projections = spec.get("projections", ("q", "k"))
     if isinstance(projections, str):
@@ -144,6 +149,21 @@ def rule_from_dict(spec: dict, index: int = 0) -> MultiplierRule:
         projections=tuple(projections),
         params=spec.get("params"),
     )
+
+
+def rule_to_dict(rule: MultiplierRule) -> dict:
+    """The YAML/JSON form of a rule (the inverse of `rule_from_dict`)."""
+    schedule = {
+        "kind": rule.schedule.kind,
+        "factor": rule.schedule.factor,
+        "steps": rule.schedule.steps,
+    }
+    selection = (
+        {"params": rule.params}
+        if rule.params is not None
+        else {"layers": rule.layers, "projections": list(rule.projections)}
+    )
+    return {"name": rule.name, **selection, "schedule": schedule}
 
 
 def load_rules(path: str | Path) -> list[MultiplierRule]:

@@ -47,6 +47,9 @@ class MultiplierSchedule:
                 f"`qk_delay_steps`={self.steps!r} is not a window: give a number of updates "
                 "(an integer >= 1), a fraction of training in (0, 1), or 0 for no delay."
             )
+        if steps >= 1 and steps == int(steps):
+            # A window of whole updates is an int, however it was parsed (`10.0` from a flag).
+            object.__setattr__(self, "steps", int(steps))
         if steps >= 1 and steps != int(steps):
             raise ValueError(
                 f"`qk_delay_steps`={self.steps!r}: a window of 1 update or more must be a "

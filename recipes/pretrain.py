@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Refuse bad input before anything is read at length or written.
     check_output_dir(training_args.output_dir, training_args.resume_from_checkpoint)
     config = build_config(model_args)
+    qk_args.check_layers(config.get_text_config().num_hidden_layers)
     if data_args.block_size is not None:
         check_block_size(data_args.block_size, max_positions(config))
     lm_eval_args.task_names()
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_updates": trainer.state.global_step,
         "block_size": block_size,
         "seed": training_args.seed,
-        **qk_args.to_dict(),
+        **qk_args.run_settings(),
         "run_config": {
             **build_run_config(model_args, data_args, qk_args, training_args=training_args),
             "block_size": block_size,

@@ -157,3 +157,16 @@ def test_callback_alone_is_refused(dataset, tmp_path):
     trainer.add_callback(QKDelayCallback())
     with pytest.raises(RuntimeError, match="attach_qk_delay"):
         trainer.train()
+
+
+def test_optimizer_rebuilt_as_under_deepspeed_keeps_the_delay(dataset, tmp_path):
+    # DeepSpeed's integration drops the Trainer's optimizer and calls create_optimizer()
+    # again; the factory path must rebuild the groups, hooks and callback link.
+    trainer = make_trainer(tiny_llama(), dataset, tmp_path, max_steps=3)
+    callback = attach_qk_delay(trainer, QKDelayArguments(qk_delay_factor=0.5, qk_delay_steps=2))
+    first = trainer.create_optimizer()
+    trainer.optimizer = None
+    second = trainer.create_optimizer()
+    assert second is not first
+    assert callback.controller is second.multiplier_controller
+    assert [g["multiplier_rule"] for g in second.param_groups] == [None, None, "qk_delay"]

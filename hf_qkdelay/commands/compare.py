@@ -19,7 +19,8 @@ any key=value pairs that pick out exactly one group, e.g. --baseline qk_delay_la
 
 The table has one row per metric and group: mean +/- sample std (n - 1) over seeds, the
 number of seeds, and the difference from the baseline group with a 95% Welch t interval
-(n/a when a side has a single run). It is printed and saved as OUT.md, OUT.json, OUT.csv.
+(n/a, with a footnote, when a side has a single run or both sides have std 0: the Welch
+degrees of freedom are then undefined). It is printed and saved as OUT.md, OUT.json, OUT.csv.
 """
 
 

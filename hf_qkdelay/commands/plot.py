@@ -28,6 +28,14 @@ def register(subparsers) -> None:
         default=None,
         help="Comma-separated quantities to draw (default: all), e.g. attn_entropy,cka_drift.",
     )
+    parser.add_argument(
+        "--color_scale",
+        default="auto",
+        choices=["linear", "log", "auto"],
+        help="Heatmap colours and curve y axes: linear, log, or auto (default): log when a "
+        "quantity is positive and spans more than two decades, else linear. Each figure "
+        "states the scale it uses.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -38,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     quantities = LAYER_QUANTITIES
     if args.quantities:
         quantities = tuple(q.strip() for q in args.quantities.split(",") if q.strip())
-    written = plot_runs(args.runs, args.out, quantities)
+    written = plot_runs(args.runs, args.out, quantities, color_scale=args.color_scale)
     for path in written:
         print(path)
     print(f"{len(written)} figures written to {args.out}")

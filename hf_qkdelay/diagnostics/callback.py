@@ -20,7 +20,14 @@ from transformers.utils import logging
 
 from ..selection import select_projections
 from .metrics import linear_cka
-from .probe import HEAD_QUANTITIES, DecoderLayout, find_decoder_layout, probe_forward, probe_mode
+from .probe import (
+    HEAD_QUANTITIES,
+    DecoderLayout,
+    declares_parallel_residual,
+    find_decoder_layout,
+    probe_forward,
+    probe_mode,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -142,6 +149,7 @@ class QKDiagnosticsCallback(TrainerCallback):
         """Measure every quantity on the probe batch; returns the record without step/epoch."""
         if self._layout is None:
             self._layout = find_decoder_layout(model)
+            _warn_if_parallel_residual(getattr(model, "config", None))
             self._projections = _group_projections(
                 select_projections(model, layers="all", projections=("q", "k"))
             )
@@ -244,6 +252,22 @@ def log_metrics(record: dict) -> dict[str, float]:
             if entry.get(name) is not None:
                 metrics[f"{LOG_PREFIX}/{name}/layer_{entry['layer']}"] = entry[name]
     return metrics
+
+
+def _warn_if_parallel_residual(config) -> None:
+    # Only a warning: every other quantity is unaffected, and the FFN ratio is still a
+    # consistent measure across runs of one family; it just does not mean what it means for
+    # sequential blocks.
+    if not declares_parallel_residual(config):
+        return
+    logger.warning(
+        "The model (%s) uses a parallel residual: attention and FFN both read the stream "
+        "entering the layer, x, and write into it side by side. `ffn_write_energy` is still "
+        "||f||^2 / ||x + a||^2, so it compares the FFN write with the stream entering the layer "
+        "plus the attention write made beside it, not with the input the FFN read; compare it "
+        "between runs of this family, not with sequential models (GPT-2, LLaMA).",
+        getattr(config, "model_type", type(config).__name__),
+    )
 
 
 def _group_projections(slices) -> dict[tuple[int, str], list]:

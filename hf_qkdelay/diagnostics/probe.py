@@ -35,6 +35,11 @@ PROBE_ATTENTION = "qk_diag_probe"
 # Children of a decoder block that hold its feed-forward sublayer, by model family.
 FFN_MODULE_NAMES = ("mlp", "feed_forward", "ffn")
 
+# Config flags by which a family declares attention and FFN side by side on the same input
+# (GPT-NeoX `use_parallel_residual`, Falcon `parallel_attn`), and families that always do.
+PARALLEL_RESIDUAL_FLAGS = ("use_parallel_residual", "parallel_attn")
+PARALLEL_RESIDUAL_MODEL_TYPES = ("gptj", "codegen", "phi", "cohere")
+
 # Per-head attention quantities, in the order they are reported.
 HEAD_QUANTITIES = ("attn_entropy", "attn_max_prob", "logit_max", "logit_std")
 # Per-layer residual-stream quantities.
@@ -52,6 +57,15 @@ class DecoderLayout:
     @property
     def num_layers(self) -> int:
         return len(self.blocks)
+
+
+def declares_parallel_residual(config: PretrainedConfig | None) -> bool:
+    """True when `config` says attention and FFN read the same stream and write side by side."""
+    if config is None:
+        return False
+    if any(getattr(config, flag, False) is True for flag in PARALLEL_RESIDUAL_FLAGS):
+        return True
+    return getattr(config, "model_type", None) in PARALLEL_RESIDUAL_MODEL_TYPES
 
 
 def find_decoder_layout(model: nn.Module) -> DecoderLayout:
@@ -294,7 +308,8 @@ class _StreamHooks:
     `resid_norm` is the mean per-token L2 norm of `x`; `attn_write_energy` is
     sum ||a||^2 / sum ||x||^2 and `ffn_write_energy` is sum ||f||^2 / sum ||x + a||^2 (the
     stream the FFN writes into), sums over real tokens. This assumes sequential sublayers
-    (GPT-2, LLaMA); for parallel attention and FFN the FFN ratio is relative to x + a too.
+    (GPT-2, LLaMA); for parallel attention and FFN the FFN ratio is relative to x + a too,
+    and the callback warns about it (`declares_parallel_residual`).
     """
 
     def __init__(self, layout: DecoderLayout, token_mask: torch.Tensor | None):

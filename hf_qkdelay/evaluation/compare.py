@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .results import flatten_metrics
-from .statistics import Difference, Summary, summarize, welch_interval
+from .statistics import NO_SPREAD, SINGLE_RUN, Difference, Summary, summarize, welch_interval
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,14 @@ ALL_RESULTS_FILE = "all_results.json"
 LM_EVAL_RESULTS_FILE = "lm_eval_results.json"
 # Metrics from all_results.json, shown first and in this order.
 RUN_METRICS = ("perplexity", "eval_loss")
+# Footnotes of the Markdown table for an interval that cannot be drawn, by reason.
+INTERVAL_NOTES = {
+    SINGLE_RUN: "a group with a single run has no standard deviation, so no interval.",
+    NO_SPREAD: (
+        "both groups have std 0, so the Welch degrees of freedom are 0/0 and undefined: no "
+        "interval is given (identical runs do not make the difference certain)."
+    ),
+}
 
 
 @dataclass
@@ -174,16 +182,27 @@ def format_markdown(rows: list[ComparisonRow], baseline: str) -> str:
         f"| metric | group | seeds | mean ± std | Δ vs {baseline} | 95% CI (Welch) |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    # Each reason for an undefined interval gets a numbered footnote, in order of appearance.
+    notes: dict[str, int] = {}
     for row in rows:
         s, d = row.summary, row.difference
         if d is None:
             delta = "(baseline)" if row.group == baseline else "n/a"
         else:
             delta = _fmt(d.difference)
-        interval = f"[{_fmt(d.ci_low)}, {_fmt(d.ci_high)}]" if d else ""
+        if d is None:
+            interval = ""
+        elif d.undefined_reason is not None:
+            number = notes.setdefault(d.undefined_reason, len(notes) + 1)
+            interval = f"n/a ({number})"
+        else:
+            interval = f"[{_fmt(d.ci_low)}, {_fmt(d.ci_high)}]"
         lines.append(
             f"| {row.metric} | {row.group} | {s.n} | {_fmt(s.mean)} ± {_fmt(s.std)} | {delta} | {interval} |"
         )
+    if notes:
+        lines.append("")
+        lines += [f"({number}) n/a: {INTERVAL_NOTES[reason]}" for reason, number in notes.items()]
     return "\n".join(lines)
 
 
@@ -202,6 +221,7 @@ def rows_as_records(rows: list[ComparisonRow]) -> list[dict]:
             "ci_low": d.ci_low if d else None,
             "ci_high": d.ci_high if d else None,
             "degrees_of_freedom": d.degrees_of_freedom if d else None,
+            "ci_undefined_reason": d.undefined_reason if d else None,
         }
         records.append(
             {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}

@@ -151,6 +151,8 @@ def evaluate_pretrained(
     """Load a run folder (or Hub id) with the Auto classes and call `evaluate_model`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_location(model_name_or_path)
+
     # Our model types register themselves with the Auto classes on import.
     try:
         import hf_qkdelay.models  # noqa: F401
@@ -171,6 +173,30 @@ def evaluate_pretrained(
     ).to(device)
     model.eval()
     return evaluate_model(model, tokenizer, tasks, output_path, **evaluate_kwargs)
+
+
+def check_model_location(model_name_or_path: str | os.PathLike) -> None:
+    """Refuse a local path that cannot be a run folder, before the Hub is asked about it.
+
+    Without this, a mistyped folder reaches `from_pretrained`, which takes it for a Hub id and
+    fails with a message about the form of repo ids that never says the folder is missing.
+    A value is taken for a local path when it is absolute, starts with `.` or `~`, or has more
+    than one `/` (a Hub id is `name` or `namespace/name`).
+    """
+    text = os.fspath(model_name_or_path)
+    accepted = "a run folder holding config.json, or a Hub model id `namespace/name`"
+    path = os.path.expanduser(text)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(
+                f"`MODEL`={text!r} is a folder without config.json, so no model can be loaded "
+                f"from it; give {accepted}. A run folder gets config.json when the recipe saves "
+                "the model at the end of training."
+            )
+        return
+    if os.path.isabs(text) or text.startswith((".", "~")) or text.count("/") > 1:
+        reason = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+        raise ValueError(f"`MODEL`={text!r} looks like a local path but {reason}; give {accepted}.")
 
 
 def build_task_manager(task_names: list[str], suite: OfflineSuite | None = None):

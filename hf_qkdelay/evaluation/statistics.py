@@ -16,14 +16,20 @@ class Summary:
     n: int
 
 
+# Why a Welch interval is undefined (`Difference.undefined_reason`).
+SINGLE_RUN = "single_run"  # a side has one value: no variance estimate
+NO_SPREAD = "no_spread"  # both sides have std 0: the degrees of freedom are 0/0
+
+
 @dataclass(frozen=True)
 class Difference:
     """`mean(group) - mean(baseline)` with a two-sided Welch t confidence interval."""
 
     difference: float
-    ci_low: float  # NaN when either side has a single value
+    ci_low: float  # NaN when undefined: a single value on a side, or no spread on either
     ci_high: float
     degrees_of_freedom: float  # Welch-Satterthwaite; NaN when undefined
+    undefined_reason: str | None = None  # SINGLE_RUN or NO_SPREAD when the interval is NaN
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -43,18 +49,19 @@ def welch_interval(group: Summary, baseline: Summary, confidence: float = 0.95) 
     se = sqrt(s_g^2/n_g + s_b^2/n_b); the degrees of freedom follow Welch-Satterthwaite:
     df = se^4 / ((s_g^2/n_g)^2/(n_g - 1) + (s_b^2/n_b)^2/(n_b - 1)). With one run on
     either side there is no variance estimate, so the interval is NaN. With zero spread on
-    both sides the interval collapses onto the difference.
+    both sides the degrees of freedom are 0/0, so the interval is NaN as well: a width of
+    zero would claim a certainty that a handful of identical runs does not give.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence`={confidence} must lie strictly between 0 and 1.")
     difference = group.mean - baseline.mean
     if group.n < 2 or baseline.n < 2:
-        return Difference(difference, math.nan, math.nan, math.nan)
+        return Difference(difference, math.nan, math.nan, math.nan, SINGLE_RUN)
     group_term = group.std**2 / group.n
     baseline_term = baseline.std**2 / baseline.n
     standard_error = math.sqrt(group_term + baseline_term)
     if standard_error == 0:
-        return Difference(difference, difference, difference, math.nan)
+        return Difference(difference, math.nan, math.nan, math.nan, NO_SPREAD)
     degrees_of_freedom = (group_term + baseline_term) ** 2 / (
         group_term**2 / (group.n - 1) + baseline_term**2 / (baseline.n - 1)
     )

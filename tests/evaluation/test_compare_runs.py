@@ -112,6 +112,43 @@ def test_welch_degrees_of_freedom_with_unequal_groups():
     assert difference.ci_low < -1.0 < difference.ci_high
 
 
+def test_welch_interval_is_undefined_when_neither_group_varies():
+    # se = 0 and df = 0/0: no interval, rather than [d, d], which would read as certainty.
+    difference = welch_interval(summarize([3.0, 3.0]), summarize([2.0, 2.0, 2.0]))
+    assert difference.difference == 1.0
+    assert math.isnan(difference.ci_low) and math.isnan(difference.ci_high)
+    assert math.isnan(difference.degrees_of_freedom)
+    assert difference.undefined_reason == "no_spread"
+    assert welch_interval(summarize([3.0]), summarize([2.0, 2.5])).undefined_reason == "single_run"
+    # One side without spread is enough for an interval: df = n - 1 of the other side.
+    one_sided = welch_interval(summarize([3.0, 3.0]), summarize([2.0, 2.5, 3.0]))
+    assert one_sided.degrees_of_freedom == pytest.approx(2.0, abs=1e-12)
+
+
+def test_zero_spread_prints_n_a_with_a_footnote_and_stores_null(tmp_path, capsys):
+    runs = [
+        write_run(tmp_path, f"{layers}-{seed}", layers=layers, seed=seed, perplexity=ppl)
+        for layers, ppl in (("none", 12.0), ("upper", 10.0))
+        for seed in range(2)
+    ]
+    out = tmp_path / "table"
+    args = ["compare", *map(str, runs), "--baseline", "qk_delay_layers=none", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| perplexity | qk_delay_layers=upper | 2 | 10 ± 0 | -2 | n/a (1) |" in printed
+    assert "(1) n/a: both groups have std 0, so the Welch degrees of freedom are 0/0" in printed
+    assert "[-2, -2]" not in printed and "[0, 0]" not in printed
+
+    (row,) = [
+        r for r in json.loads((tmp_path / "table.json").read_text())["rows"] if r["difference"]
+    ]
+    assert row["ci_low"] is None and row["ci_high"] is None and row["degrees_of_freedom"] is None
+    assert row["ci_undefined_reason"] == "no_spread"
+    with open(tmp_path / "table.csv") as handle:
+        (csv_row,) = [r for r in csv.DictReader(handle) if r["difference"]]
+    assert csv_row["ci_low"] == "" and csv_row["ci_undefined_reason"] == "no_spread"
+
+
 def test_table_rows_from_run_folders(run_folders):
     groups = group_runs([load_run(path) for path in run_folders])
     assert [group.label for group in groups] == [
@@ -188,6 +225,9 @@ def test_compare_command_prints_and_saves(run_folders, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| perplexity | qk_delay_layers=upper | 3 | 10 ± 2 | -2 | [-6.534, 2.534] |" in printed
     assert "(baseline)" in printed
+    # The single-seed group has no interval, and a footnote says why.
+    assert "| perplexity | qk_delay_layers=all | 1 | 11 ± n/a | -1 | n/a (1) |" in printed
+    assert "(1) n/a: a group with a single run has no standard deviation" in printed
 
     saved = json.loads((tmp_path / "table.json").read_text())
     assert saved["baseline"] == "qk_delay_layers=none"

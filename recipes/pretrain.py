@@ -23,6 +23,7 @@ already holds a run (checkpoints, weights or results) is refused unless the run 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from transformers import (
@@ -174,4 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input: the message names the argument; a traceback would only bury it.
+        if os.environ.get("HF_QKDELAY_TRACEBACK") == "1":
+            raise
+        sys.exit(f"pretrain.py: error: {error}")

@@ -120,6 +120,7 @@ def main() -> None:
     blocks = build_blocks(args.block_size)
     times = {False: [], True: []}
     steady_state = []
+    in_run_share = []
     probe_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
@@ -128,13 +129,16 @@ def main() -> None:
                 seconds, probes = train_once(args, blocks, diagnostics, output_dir)
                 times[diagnostics].append(seconds)
                 probe_seconds += probes
+                probe_list = ", ".join(f"{1000 * p:.0f}" for p in probes)
                 print(
                     f"run {repeat} diagnostics={'on ' if diagnostics else 'off'}: {seconds:.2f} s"
+                    + (f" (probes: {probe_list} ms)" if probes else "")
                 )
                 if diagnostics:
                     # Within one run: a probe against `interval_steps` updates of that same run,
                     # so that the load of a shared machine affects both sides alike.
                     seconds_per_update = (seconds - sum(probes)) / args.steps
+                    in_run_share.append(sum(probes) / (seconds - sum(probes)))
                     steady_state.append(
                         statistics.mean(probes) / (args.interval_steps * seconds_per_update)
                     )
@@ -151,6 +155,11 @@ def main() -> None:
         f"one probe {1000 * statistics.median(probe_seconds):.0f} ms"
     )
     print(f"measured overhead (median on / median off - 1): {100 * (on / off - 1):+.1f}%")
+    print(
+        "probe time over training time within each run (all probes, step 0 included): "
+        + ", ".join(f"{100 * value:.1f}%" for value in in_run_share)
+        + f"; median {100 * statistics.median(in_run_share):.1f}%"
+    )
     print(
         "steady-state overhead (one probe per interval, within each run): "
         + ", ".join(f"{100 * value:.1f}%" for value in steady_state)

@@ -68,7 +68,11 @@ class MultiplierController:
 
     def resolve(self, total_updates: int | None) -> None:
         """Turn windows given as a fraction of training into numbers of updates."""
-        self.schedules = {name: s.resolve(total_updates) for name, s in self.schedules.items()}
+        # From the rules' own schedules, so that resolving again (a second `train()` with
+        # another length) starts from the fractions that were asked for.
+        self.schedules = {
+            entry.name: entry.rule.schedule.resolve(total_updates) for entry in self.rules
+        }
 
     def remove(self) -> None:
         for handle in self._handles:

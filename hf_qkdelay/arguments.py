@@ -7,12 +7,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 from .layers import LAYER_SPEC_HELP, parse_layer_spec
-from .rules import MultiplierRule, load_rules, rule_to_dict
+from .rules import QK_DELAY_RULE, MultiplierRule, load_rules, rule_to_dict
 from .schedules import SCHEDULE_KINDS, MultiplierSchedule
 from .selection import PROJECTIONS
-
-# The name of the single rule the qk_delay_* flags describe; logged as `qk_delay/multiplier`.
-QK_DELAY_RULE = "qk_delay"
 
 # The flags that `qk_delay_rules` replaces.
 RULE_FLAGS = (
@@ -92,7 +89,7 @@ class QKDelayArguments:
                 f"projections among {', '.join(PROJECTIONS)}, comma-separated (default `q,k`)."
             )
         # The layer spec's syntax is checked now; its indices once the model is known.
-        parse_layer_spec(self.qk_delay_layers, 10**6)
+        parse_layer_spec(self.qk_delay_layers, None)
         if self.qk_delay_rules is not None:
             defaults = {f.name: f.default for f in fields(self)}
             changed = [name for name in RULE_FLAGS if getattr(self, name) != defaults[name]]
@@ -108,7 +105,7 @@ class QKDelayArguments:
         """Check every layer spec against a model of `num_layers` decoder layers."""
         for rule in self.to_rules():
             if rule.layers is not None:
-                parse_layer_spec(rule.layers, num_layers)
+                parse_layer_spec(rule.layers, num_layers, argument=rule.layers_argument)
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -8,10 +8,10 @@ import os
 
 from transformers import TrainerCallback
 
-from .arguments import QK_DELAY_RULE, QKDelayArguments
+from .arguments import QKDelayArguments
 from .controller import MultiplierController
 from .optim import MultiplierOptimizerFactory
-from .rules import MultiplierRule, resolve_rules
+from .rules import QK_DELAY_RULE, MultiplierRule, resolve_rules
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ class QKDelayCallback(TrainerCallback):
                 "of adding the callback alone."
             )
         self.controller.resolve(state.max_steps)
+        for name, schedule in self.controller.schedules.items():
+            if not schedule.is_identity and schedule.steps > state.max_steps:
+                logger.warning(
+                    "multiplier rule `%s`: its window of %d updates is longer than this run's %d "
+                    "updates, so its multiplier never returns to 1.",
+                    name,
+                    schedule.steps,
+                    state.max_steps,
+                )
         plan = self.plan(state.max_steps)
         for rule in plan["rules"]:
             logger.info(

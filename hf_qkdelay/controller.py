@@ -18,17 +18,19 @@ calls `step()`, so it is not counted. Work per update touches the governed slice
 
 from __future__ import annotations
 
+import json
 import logging
 
 import torch
 
-from .rules import ResolvedRule
+from .rules import ResolvedRule, rule_to_dict
 from .selection import ParamSlice
 
 logger = logging.getLogger(__name__)
 
 RULE_KEY = "multiplier_rule"  # param-group key: the rule whose schedule scales this group's lr
 UPDATES_KEY = "multiplier_updates"  # param-group key: optimizer updates applied so far
+RULES_KEY = "multiplier_rules"  # param-group key: the rules the count was made under (JSON)
 
 
 class MultiplierController:
@@ -47,8 +49,12 @@ class MultiplierController:
         self._saved_slices: dict[int, torch.Tensor] = {}
         self._pending: dict[str, float] = {}
         self._checked_params = False
+        self.rules_signature = json.dumps(
+            [rule_to_dict(entry.rule) for entry in rules], sort_keys=True
+        )
         for group in optimizer.param_groups:
             group.setdefault(UPDATES_KEY, 0)
+            group[RULES_KEY] = self.rules_signature
         self._handles = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
@@ -83,6 +89,7 @@ class MultiplierController:
     def _before_step(self, optimizer, args, kwargs) -> None:
         if not self._checked_params:
             self._check_params_are_optimized()
+            self._check_resumed_rules()
         self._pending = {name: m for name, m in self.multipliers().items() if m != 1.0}
         for group in self.optimizer.param_groups:
             multiplier = self._pending.get(group.get(RULE_KEY))
@@ -112,6 +119,21 @@ class MultiplierController:
         updates = self.updates + 1
         for group in self.optimizer.param_groups:
             group[UPDATES_KEY] = updates
+
+    def _check_resumed_rules(self) -> None:
+        """Warn when a loaded optimizer state was counted under other rules (a resume with
+        changed settings): the count goes on, but the run mixes two delays."""
+        saved = self.optimizer.param_groups[0].get(RULES_KEY)
+        if saved is not None and saved != self.rules_signature and self.updates > 0:
+            logger.warning(
+                "resuming after %d updates made under other multiplier rules (%s); they now "
+                "follow %s, so this run mixes two settings of the delay.",
+                self.updates,
+                saved,
+                self.rules_signature,
+            )
+        for group in self.optimizer.param_groups:
+            group[RULES_KEY] = self.rules_signature
 
     def _check_params_are_optimized(self) -> None:
         """Fused slices are corrected in place: the optimizer must update those very tensors."""

@@ -18,18 +18,28 @@ LAYER_SPEC_HELP = (
     "indices and inclusive ranges such as `8-11` or `0,2,5-7`"
 )
 
+# Deep enough for any real index: checking the syntax alone must not reject a valid spec.
+_SYNTAX_ONLY_DEPTH = 1 << 30
+
+_KEYWORDS = ("upper", "lower", "all", "none")
+
 _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 _INDEX = re.compile(r"^\d+$")
 
 
 def parse_layer_spec(
-    spec: str | int | list | tuple, num_layers: int, argument: str = "qk_delay_layers"
+    spec: str | int | list | tuple, num_layers: int | None, argument: str = "qk_delay_layers"
 ) -> list[int]:
     """The sorted layer indices that `spec` names in a model of `num_layers` layers.
 
     Raises `ValueError` naming `argument` for a spec that is malformed, names a layer the
-    model does not have, or holds a reversed range.
+    model does not have, or holds a reversed range. With `num_layers=None` only the syntax
+    is checked (the model is not known yet) and the result is meaningless.
     """
+    if num_layers is None:
+        if not (isinstance(spec, str) and spec.strip().lower() in _KEYWORDS):
+            parse_layer_spec(spec, _SYNTAX_ONLY_DEPTH, argument)
+        return []
     if num_layers <= 0:
         raise ValueError(f"the model has {num_layers} decoder layers; cannot select `{argument}`")
     if isinstance(spec, int) and not isinstance(spec, bool):
@@ -54,7 +64,11 @@ def parse_layer_spec(
     for prefix in ("top:", "bottom:"):
         if text.startswith(prefix):
             count_text = text[len(prefix) :].strip()
-            if not _INDEX.match(count_text) or not 1 <= int(count_text) <= num_layers:
+            if not _INDEX.match(count_text) or int(count_text) < 1:
+                raise ValueError(
+                    f"`{argument}`={spec!r}: K in `{prefix}K` must be a positive integer."
+                )
+            if int(count_text) > num_layers:
                 raise ValueError(
                     f"`{argument}`={spec!r}: K in `{prefix}K` must be an integer from 1 to "
                     f"{num_layers} (the model has {num_layers} layers)."

@@ -78,7 +78,10 @@ def load_config_file(path: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise ValueError(f"The config file {path!r} does not exist.")
     with open(path, encoding="utf-8") as handle:
-        values = yaml.safe_load(handle)
+        try:
+            values = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ValueError(f"The config file {path!r} is not valid YAML: {error}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -122,6 +125,16 @@ def check_output_dir(output_dir: str, resume_from_checkpoint: str | bool | None)
     """Refuse an `output_dir` that holds another run's checkpoints or results unless the
     run resumes, so that nothing already there is overwritten or rotated away."""
     folder = Path(output_dir)
+    if resume_target(resume_from_checkpoint) is True:
+        has_checkpoint = folder.is_dir() and any(
+            _CHECKPOINT_DIR.match(p.name) for p in folder.iterdir()
+        )
+        if not has_checkpoint:
+            raise ValueError(
+                f"`--resume_from_checkpoint`=true, but `--output_dir`={output_dir!r} holds no "
+                "checkpoint-N folder to resume from; give a checkpoint path, or start a new run."
+            )
+        return
     if resume_from_checkpoint or not folder.is_dir():
         return
     checkpoints = sorted(p.name for p in folder.iterdir() if _CHECKPOINT_DIR.match(p.name))

@@ -28,6 +28,9 @@ from .schedules import MultiplierSchedule
 from .selection import ParamSlice, select_by_pattern, select_projections
 
 RULE_KEYS = {"name", "layers", "projections", "params", "schedule"}
+
+# The name of the single rule the qk_delay_* flags describe; logged as `qk_delay/multiplier`.
+QK_DELAY_RULE = "qk_delay"
 SCHEDULE_KEYS = {"kind", "factor", "steps"}
 
 
@@ -55,12 +58,19 @@ class MultiplierRule:
         if not self.name or "/" in self.name:
             raise ValueError(f"rule name {self.name!r} must be non-empty and contain no `/`.")
 
+    @property
+    def layers_argument(self) -> str:
+        """How errors name this rule's layer spec: the flag, or the rule in its file."""
+        return "qk_delay_layers" if self.name == QK_DELAY_RULE else f"rules[{self.name}].layers"
+
     def select(self, model: nn.Module) -> list[ParamSlice]:
         if self.params is not None:
             slices = select_by_pattern(model, self.params)
             what = f"`params`={self.params!r}"
         else:
-            slices = select_projections(model, self.layers, self.projections)
+            slices = select_projections(
+                model, self.layers, self.projections, argument=self.layers_argument
+            )
             what = f"`layers`={self.layers!r} x `projections`={','.join(self.projections)!r}"
         if not slices:
             raise ValueError(
@@ -176,7 +186,10 @@ def load_rules(path: str | Path) -> list[MultiplierRule]:
             f"`qk_delay_rules`={str(path)!r} is not a file; give a YAML file with a `rules:` list."
         )
     with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle)
+        try:
+            document = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ValueError(f"`qk_delay_rules`={str(path)!r} is not valid YAML: {error}") from None
     if (
         not isinstance(document, dict)
         or not isinstance(document.get("rules"), list)

@@ -290,7 +290,10 @@ def _unrecognised_model_message(model: nn.Module) -> str:
 
 
 def select_projections(
-    model: nn.Module, layers: str = "upper", projections: Sequence[str] = ("q", "k")
+    model: nn.Module,
+    layers: str = "upper",
+    projections: Sequence[str] = ("q", "k"),
+    argument: str = "qk_delay_layers",
 ) -> list[ParamSlice]:
     """The trainable Q/K/V parameters (or fused slices) of the chosen decoder layers."""
     projections = tuple(projections)
@@ -301,7 +304,7 @@ def select_projections(
             f"accepted: any of {', '.join(PROJECTIONS)} (comma-separated)."
         )
     attention_modules = find_attention_modules(model)
-    chosen = parse_layer_spec(layers, len(attention_modules))
+    chosen = parse_layer_spec(layers, len(attention_modules), argument=argument)
     config = getattr(model, "config", None)
     slices = []
     for layer in chosen:

@@ -163,3 +163,21 @@ def test_perplexity_and_results_file(tmp_path):
     assert perplexity(1e5) == math.inf
     path = write_all_results(str(tmp_path), {"eval_loss": 1.0, "nested": {"a": (1, 2)}})
     assert json.loads(path.read_text()) == {"eval_loss": 1.0, "nested": {"a": [1, 2]}}
+
+
+def test_resume_true_needs_a_checkpoint(tmp_path):
+    from hf_qkdelay.recipe_utils import check_output_dir
+
+    with pytest.raises(ValueError, match="holds no checkpoint-N folder"):
+        check_output_dir(str(tmp_path / "fresh"), "true")
+    (tmp_path / "run" / "checkpoint-4").mkdir(parents=True)
+    check_output_dir(str(tmp_path / "run"), "true")
+
+
+def test_malformed_config_yaml(tmp_path):
+    from hf_qkdelay.recipe_utils import load_config_file
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("max_steps: [1\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        load_config_file(str(path))

@@ -88,3 +88,22 @@ def test_layers_are_checked_against_the_model_depth():
     QKDelayArguments(qk_delay_layers="top:4").check_layers(4)
     with pytest.raises(ValueError, match="K in `top:K` must be an integer from 1 to 4"):
         QKDelayArguments(qk_delay_layers="top:9").check_layers(4)
+
+
+def test_layer_syntax_is_checked_without_a_model_depth():
+    with pytest.raises(ValueError, match="K in `top:K` must be a positive integer"):
+        QKDelayArguments(qk_delay_layers="top:0")
+
+
+def test_errors_name_the_rule_whose_layers_do_not_fit(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - {name: deep, layers: 2-9, schedule: {factor: 0.1, steps: 10}}\n")
+    with pytest.raises(ValueError, match=r"`rules\[deep\]\.layers`='2-9' names layer 9"):
+        QKDelayArguments(qk_delay_rules=str(path)).check_layers(4)
+
+
+def test_malformed_rules_yaml(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules: [ {name: a\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        QKDelayArguments(qk_delay_rules=str(path))

@@ -170,3 +170,24 @@ def test_optimizer_rebuilt_as_under_deepspeed_keeps_the_delay(dataset, tmp_path)
     assert second is not first
     assert callback.controller is second.multiplier_controller
     assert [g["multiplier_rule"] for g in second.param_groups] == [None, None, "qk_delay"]
+
+
+def test_window_longer_than_training_is_warned(dataset, tmp_path, caplog):
+    trainer = make_trainer(tiny_gpt2(), dataset, tmp_path, max_steps=2)
+    attach_qk_delay(trainer, QKDelayArguments(qk_delay_steps=50))
+    with caplog.at_level("WARNING", logger="hf_qkdelay"):
+        trainer.train()
+    assert "window of 50 updates is longer than this run's 2 updates" in caplog.text
+
+
+def test_resume_under_changed_rules_is_warned(dataset, tmp_path, caplog):
+    settings = dict(max_steps=4, save_strategy="steps", save_steps=2)
+    trainer = make_trainer(tiny_gpt2(), dataset, tmp_path / "run", **settings)
+    attach_qk_delay(trainer, QKDelayArguments(qk_delay_factor=0.1, qk_delay_steps=3))
+    trainer.train()
+    resumed = make_trainer(tiny_gpt2(), dataset, tmp_path / "run", **settings)
+    attach_qk_delay(resumed, QKDelayArguments(qk_delay_factor=0.5, qk_delay_steps=3))
+    with caplog.at_level("WARNING", logger="hf_qkdelay"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    assert "resuming after 2 updates made under other multiplier rules" in caplog.text
+    assert '"factor": 0.1' in caplog.text and '"factor": 0.5' in caplog.text
